@@ -1,0 +1,30 @@
+import express, { type Express, Router } from 'express';
+import type { Context } from '../context.ts';
+import { healthRoutes } from '../health/routes.ts';
+import { tokenRoutes } from '../tokens/routes.ts';
+import { authenticate } from './auth.ts';
+import { jsonBody } from './body.ts';
+import { errorHandler, notFound } from './errors.ts';
+import { requestContext } from './request-context.ts';
+
+/** Paths under /v1 where a gateway authenticates with X-Gatehouse-Token instead of Authorization. */
+export const GATEWAY_PATHS = ['/enforce/forward-auth'] as const;
+
+export function createApp(ctx: Context): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  app.use(requestContext(ctx.logger, ctx.config.METRICS_ENABLED ? ctx.metrics : null));
+  app.use(healthRoutes(ctx));
+
+  const v1 = Router();
+  v1.use(authenticate(ctx.tokens, { gatewayPaths: GATEWAY_PATHS }));
+  v1.use(jsonBody(ctx.config.BODY_LIMIT_BYTES));
+  v1.use(tokenRoutes(ctx.tokens));
+  app.use('/v1', v1);
+
+  app.use(notFound);
+  app.use(errorHandler(ctx.logger));
+  return app;
+}

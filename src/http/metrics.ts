@@ -1,0 +1,55 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface HttpMetrics {
+  registry: Registry;
+  observe(method: string, route: string, status: number, seconds: number): void;
+}
+
+/**
+ * One registry per process context (not prom-client's global one), so two app instances in one test
+ * process do not collide. `queueDepth` is filled by whoever knows the queues.
+ */
+export function createMetrics(opts: {
+  defaultMetrics: boolean;
+  queueDepths?: () => Promise<Record<string, Record<string, number>>>;
+}): HttpMetrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'gatehouse_' });
+  const requests = new Counter({
+    name: 'gatehouse_http_requests_total',
+    help: 'HTTP requests by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'gatehouse_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const queueDepths = opts.queueDepths;
+  if (queueDepths) {
+    new Gauge({
+      name: 'gatehouse_queue_jobs',
+      help: 'BullMQ jobs by queue and state',
+      labelNames: ['queue', 'state'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const depths = await queueDepths();
+        for (const [queue, states] of Object.entries(depths)) {
+          for (const [state, count] of Object.entries(states)) this.set({ queue, state }, count);
+        }
+      },
+    });
+  }
+  return {
+    registry,
+    observe(method, route, status, seconds) {
+      const labels = { method, route, status: String(status) };
+      requests.inc(labels);
+      latency.observe(labels, seconds);
+    },
+  };
+}

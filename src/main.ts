@@ -1,0 +1,112 @@
+import type { Server } from 'node:http';
+import { type Config, ConfigError, loadConfig, redactUrl } from './config.ts';
+import { type Context, createContext, DependencyError } from './context.ts';
+import { applyMigrations, ensureDatabase } from './db/migrate.ts';
+import { createApp } from './http/app.ts';
+import { createLogger } from './logger.ts';
+import { PolicyError } from './policy/policy.ts';
+
+// Entry point: `all` (API and workers in one process, migrating first: the quick start),
+// `api`, `workers` (production: each scaled on its own) and `migrate`.
+
+type Mode = 'all' | 'api' | 'workers' | 'migrate';
+
+/** One line on stderr, no stack trace, and a non-zero exit. */
+function fail(message: string): never {
+  process.stderr.write(`gatehouse: ${message}\n`);
+  process.exit(1);
+}
+
+async function migrate(config: Config, log: (msg: string) => void): Promise<void> {
+  const where = redactUrl(config.DATABASE_URL);
+  try {
+    if (await ensureDatabase(config.DATABASE_URL)) log(`created database ${where}`);
+    const { applied } = await applyMigrations(config.DATABASE_URL, { log });
+    if (applied.length > 0) log(`applied ${applied.length} migration(s)`);
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    if (e.code && /^E[A-Z]+$/.test(e.code)) throw new DependencyError('PostgreSQL', where, e.code);
+    if (/timeout/i.test(e.message ?? ''))
+      throw new DependencyError('PostgreSQL', where, 'connection timeout');
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const mode = (process.argv[2] ?? 'all') as Mode;
+  if (!['all', 'api', 'workers', 'migrate'].includes(mode))
+    fail(`unknown mode "${mode}" (all, api, workers, migrate)`);
+
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`);
+    throw err;
+  }
+  const logger = createLogger(config.LOG_LEVEL);
+
+  let ctx: Context;
+  try {
+    if (mode === 'all' || mode === 'migrate') await migrate(config, (msg) => logger.info(msg));
+    if (mode === 'migrate') process.exit(0);
+    ctx = await createContext(config, { logger });
+  } catch (err) {
+    if (err instanceof DependencyError || err instanceof PolicyError) fail(err.message);
+    fail(`start-up failed: ${(err as Error).message?.split('\n')[0] ?? String(err)}`);
+  }
+
+  let server: Server | undefined;
+  let workers: { close(): Promise<void> } | undefined;
+  if (mode === 'all' || mode === 'workers') {
+    const { startWorkers } = await import('../workers/index.ts');
+    workers = await startWorkers(ctx);
+  }
+  if (mode === 'all' || mode === 'api') {
+    const app = createApp(ctx);
+    server = await new Promise<Server>((resolve, reject) => {
+      const s = app.listen(config.PORT, config.HOST, () => resolve(s));
+      s.once('error', reject);
+    }).catch((err: NodeJS.ErrnoException) =>
+      fail(`cannot listen on ${config.HOST}:${config.PORT} (${err.code ?? err.message})`),
+    );
+    // Keep-alive sockets must not outlive a gateway's idea of them, nor hold up a drain for long.
+    server.keepAliveTimeout = 65_000;
+    const shown = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
+    const port = (server.address() as { port: number }).port;
+    logger.info(`Gatehouse listening on http://${shown}:${port}`);
+    process.stdout.write(
+      `Gatehouse ${mode === 'all' ? 'API and workers' : 'API'} ready at http://${shown}:${port}\n`,
+    );
+  } else {
+    process.stdout.write('Gatehouse workers running\n');
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining');
+    const force = setTimeout(() => {
+      logger.error('drain timed out; exiting');
+      process.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_MS);
+    force.unref();
+    if (server) {
+      const closed = new Promise<void>((resolve) => server?.close(() => resolve()));
+      // Stop accepting at once; idle keep-alive sockets go now, busy ones after their response.
+      server.closeIdleConnections();
+      await closed;
+    }
+    await workers?.close();
+    await ctx.close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) =>
+  fail(`start-up failed: ${(err as Error)?.message?.split('\n')[0] ?? String(err)}`),
+);

@@ -1,0 +1,39 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+export interface RedisClientOptions {
+  url: string;
+  connectTimeoutMs: number;
+  /** Workers (BullMQ) block on commands and must never give up on a request. */
+  forWorkers?: boolean;
+  /** Per-command timeout for hot paths: a slow Redis must not hang a decision. */
+  commandTimeoutMs?: number;
+}
+
+export function createRedis(opts: RedisClientOptions): Redis {
+  const options: RedisOptions = {
+    lazyConnect: true,
+    connectTimeout: opts.connectTimeoutMs,
+    maxRetriesPerRequest: opts.forWorkers ? null : 2,
+    enableAutoPipelining: !opts.forWorkers,
+    // Reconnect with a capped back-off; a dropped connection must heal without a restart.
+    retryStrategy: (times) => Math.min(times * 100, 2_000),
+  };
+  if (opts.commandTimeoutMs !== undefined) options.commandTimeout = opts.commandTimeoutMs;
+  return new Redis(opts.url, options);
+}
+
+/** Connects, or rejects within the timeout naming the reason. */
+export async function connectRedis(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      redis.connect().then(() => redis.ping()),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

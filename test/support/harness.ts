@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { inject } from 'vitest';
+import { type Config, loadConfig } from '../../src/config.ts';
+import { type Context, createContext } from '../../src/context.ts';
+import { createApp } from '../../src/http/app.ts';
+import { createLogger } from '../../src/logger.ts';
+import type { Policy } from '../../src/policy/policy.ts';
+
+export interface TestApp {
+  url: string;
+  ctx: Context;
+  adminToken: string;
+  /** Every log line this instance wrote, raw. */
+  logs: string[];
+  request(method: string, path: string, opts?: RequestOptions): Promise<TestResponse>;
+  /** A service token with exactly these scopes. */
+  tokenWith(...scopes: Array<'signup' | 'keys' | 'enforce' | 'ingest' | 'admin'>): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface RequestOptions {
+  token?: string | null;
+  body?: unknown;
+  rawBody?: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+export interface TestResponse {
+  status: number;
+  headers: Headers;
+  body: unknown;
+  text: string;
+}
+
+/** A unique Redis prefix per app, so tests never see each other's keys. */
+export const testPrefix = () => `t${randomBytes(5).toString('hex')}`;
+
+export async function startTestApp(
+  opts: { env?: Record<string, string>; policy?: Policy; prefix?: string } = {},
+): Promise<TestApp> {
+  const adminToken = `admin-${randomBytes(16).toString('hex')}`;
+  const prefix = opts.prefix ?? testPrefix();
+  const config: Config = loadConfig({
+    DATABASE_URL: inject('databaseUrl'),
+    REDIS_URL: inject('redisUrl'),
+    REDIS_PREFIX: prefix,
+    GATEHOUSE_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: 'info',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    METRICS_ENABLED: 'true',
+    ...opts.env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const ctx = await createContext(config, {
+    logger: createLogger(config.LOG_LEVEL, sink),
+    ...(opts.policy ? { policy: opts.policy } : {}),
+  });
+  const app = createApp(ctx);
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+
+  const request = async (method: string, path: string, o: RequestOptions = {}): Promise<TestResponse> => {
+    const headers: Record<string, string> = { ...o.headers };
+    const token = o.token === undefined ? adminToken : o.token;
+    if (token !== null && headers.authorization === undefined) headers.authorization = `Bearer ${token}`;
+    let body: string | Buffer | undefined;
+    if (o.rawBody !== undefined) body = o.rawBody;
+    else if (o.body !== undefined) {
+      body = JSON.stringify(o.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(`${url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
+    const text = await res.text();
+    let parsed: unknown = text;
+    if (/json/.test(res.headers.get('content-type') ?? '') && text) parsed = JSON.parse(text);
+    return { status: res.status, headers: res.headers, body: parsed, text };
+  };
+
+  return {
+    url,
+    ctx,
+    adminToken,
+    logs,
+    request,
+    async tokenWith(...scopes) {
+      const res = await request('POST', '/v1/tokens', { body: { name: `test ${scopes.join(',')}`, scopes } });
+      if (res.status !== 201) throw new Error(`token creation failed: ${res.status} ${res.text}`);
+      return (res.body as { token: string }).token;
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await cleanRedisPrefix(ctx.config.REDIS_URL, prefix);
+      await ctx.close();
+    },
+  };
+}
+
+/** Deletes every key a test prefix created (counters, queues, caches). */
+export async function cleanRedisPrefix(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true });
+  await redis.connect();
+  try {
+    for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
