@@ -1,0 +1,225 @@
+import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CheckResult, createSlidingWindowLimiter, type LimitSpec } from '../../src/limits/limiter.ts';
+import {
+  bucketWidth,
+  type Decision,
+  decide,
+  EMPTY_WINDOW,
+  type LimitState,
+  type Mode,
+  type WindowSpec,
+} from '../../src/limits/window.ts';
+
+const PREFIX = `test:limits:prop:${randomUUID()}:`;
+let redis: Redis;
+
+beforeAll(() => {
+  redis = new Redis({ host: '127.0.0.1', port: 6379, db: 0 });
+});
+
+afterAll(async () => {
+  await deleteKeys(PREFIX);
+  redis.disconnect();
+});
+
+async function deleteKeys(prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+}
+
+interface Step {
+  readonly delta: number;
+  readonly cost: number;
+  readonly mode: Mode;
+}
+
+interface Scenario {
+  readonly start: number;
+  readonly specs: readonly WindowSpec[];
+  readonly steps: readonly Step[];
+}
+
+// Bucket widths of whole seconds keep each key's real TTL (W + B) far above a run's wall time,
+// so Redis never expires a hash the model still holds; the logical clock still jumps freely.
+const specArb: fc.Arbitrary<WindowSpec> = fc
+  .record({
+    limit: fc.integer({ min: 0, max: 20 }),
+    buckets: fc.integer({ min: 1, max: 12 }),
+    width: fc.integer({ min: 1_000, max: 3_000 }),
+  })
+  .map(({ limit, buckets, width }) => ({ limit, buckets, windowMs: buckets * width }));
+
+function stepArb(minDelta: number): fc.Arbitrary<Step> {
+  return fc.record({
+    // Same-ms bursts, sub-bucket moves, bucket-scale moves and gaps beyond W + B (full reset).
+    delta: fc.oneof(
+      { arbitrary: fc.constant(0), weight: 2 },
+      { arbitrary: fc.integer({ min: Math.max(minDelta, -500), max: 500 }), weight: 3 },
+      { arbitrary: fc.integer({ min: minDelta, max: 4_000 }), weight: 3 },
+      { arbitrary: fc.integer({ min: 0, max: 60_000 }), weight: 1 },
+    ),
+    cost: fc.oneof({ arbitrary: fc.constant(1), weight: 2 }, fc.integer({ min: 0, max: 6 })),
+    mode: fc.oneof({ arbitrary: fc.constant<Mode>('enforce'), weight: 3 }, fc.constant<Mode>('record')),
+  });
+}
+
+function scenarioArb(minDelta: number, maxSteps: number): fc.Arbitrary<Scenario> {
+  return fc.record({
+    start: fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_000 + 10_000_000 }),
+    specs: fc.array(specArb, { minLength: 1, maxLength: 3 }),
+    steps: fc.array(stepArb(minDelta), { maxLength: maxSteps, size: 'max' }),
+  });
+}
+
+function expected(decision: Decision, limits: readonly LimitSpec[]): CheckResult {
+  const results = decision.limits.map((outcome, k) => ({
+    name: limits[k]!.name,
+    limit: limits[k]!.limit,
+    ...outcome,
+  }));
+  const violated = limits[decision.violated]?.name;
+  return violated === undefined
+    ? { admitted: decision.admitted, limits: results }
+    : { admitted: decision.admitted, violated, limits: results };
+}
+
+function hashOf(state: LimitState): Record<string, string> {
+  const hash: Record<string, string> = {};
+  for (const [bucket, count] of state.window.counts) hash[String(bucket)] = String(count);
+  if (state.window.oldest !== null) {
+    hash.o = String(state.window.oldest);
+    hash.t = String(state.window.total);
+  }
+  return hash;
+}
+
+interface Applied {
+  readonly now: number;
+  readonly cost: number;
+  readonly decision: Decision;
+}
+
+/** Drives Lua and model side by side; every reply and, at the end, every hash must match. */
+async function runAgainstRedis(scenario: Scenario, runPrefix: string): Promise<Applied[]> {
+  const limiter = createSlidingWindowLimiter(redis);
+  const limits: LimitSpec[] = scenario.specs.map((spec, k) => ({
+    name: `l${k}`,
+    key: `${runPrefix}${k}`,
+    ...spec,
+  }));
+  let state: LimitState[] = scenario.specs.map((spec) => ({ spec, window: EMPTY_WINDOW }));
+  let now = scenario.start;
+  const applied: Applied[] = [];
+  try {
+    for (const step of scenario.steps) {
+      now += step.delta;
+      const actual = await limiter.check({ now, mode: step.mode, cost: step.cost, limits });
+      const model = decide(state, now, step);
+      expect(actual).toEqual(expected(model.decision, limits));
+      state = model.state;
+      applied.push({ now, cost: step.cost, decision: model.decision });
+    }
+    for (const [k, limit] of limits.entries()) {
+      expect(await redis.hgetall(limit.key)).toEqual(hashOf(state[k]!));
+      const ttl = await redis.pttl(limit.key);
+      if (state[k]!.window.oldest === null) expect(ttl).toBe(-2);
+      else expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(limit.windowMs + bucketWidth(limit));
+    }
+  } finally {
+    await redis.del(...limits.map((limit) => limit.key));
+  }
+  return applied;
+}
+
+/** Max admitted cost in any closed interval of length W: the worst interval ends at an admitted request. */
+function maxAdmittedInWindow(applied: readonly Applied[], windowMs: number): number {
+  const admitted = applied.filter((a) => a.decision.admitted && a.cost > 0);
+  let worst = 0;
+  for (const end of admitted) {
+    let sum = 0;
+    for (const a of admitted) if (a.now >= end.now - windowMs && a.now <= end.now) sum += a.cost;
+    worst = Math.max(worst, sum);
+  }
+  return worst;
+}
+
+/** Denials are justified by consumption in (t − W − B, t]: never refused more than B early. */
+function assertDenialsJustified(applied: readonly Applied[], specs: readonly WindowSpec[]): void {
+  for (const [i, request] of applied.entries()) {
+    if (request.decision.admitted) continue;
+    const spec = specs[request.decision.violated]!;
+    const horizon = request.now - spec.windowMs - bucketWidth(spec);
+    let consumed = 0;
+    for (const earlier of applied.slice(0, i)) {
+      if (earlier.decision.consumed && earlier.now > horizon) consumed += earlier.cost;
+    }
+    expect(consumed + request.cost).toBeGreaterThan(spec.limit);
+  }
+}
+
+describe('sliding window: Lua agrees with the pure model', () => {
+  it('answers every request exactly like decide() and never admits more than the limit within W', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(scenarioArb(0, 200), async (scenario) => {
+        const applied = await runAgainstRedis(scenario, `${PREFIX}m${run++}:`);
+        for (const spec of scenario.specs) {
+          expect(maxAdmittedInWindow(applied, spec.windowMs)).toBeLessThanOrEqual(spec.limit);
+        }
+        assertDenialsJustified(applied, scenario.specs);
+      }),
+      { numRuns: 100 },
+    );
+  }, 30_000);
+
+  it('still agrees when clocks of different callers go backwards', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(scenarioArb(-5_000, 100), async (scenario) => {
+        await runAgainstRedis(scenario, `${PREFIX}s${run++}:`);
+      }),
+      { numRuns: 50 },
+    );
+  }, 30_000);
+});
+
+describe('sliding window: pure model', () => {
+  it('reports resetMs as the exact ms at which remaining rises or the same request would fit', () => {
+    fc.assert(
+      fc.property(scenarioArb(0, 60), (scenario) => {
+        let state: LimitState[] = scenario.specs.map((spec) => ({ spec, window: EMPTY_WINDOW }));
+        let now = scenario.start;
+        for (const step of scenario.steps) {
+          now += step.delta;
+          const { decision, state: next } = decide(state, now, step);
+          state = next;
+          for (const [k, outcome] of decision.limits.entries()) {
+            const spec = scenario.specs[k]!;
+            const usedAt = (t: number) =>
+              decide(state, t, { cost: 0, mode: 'enforce' }).decision.limits[k]!.used;
+            const usedBefore = outcome.used - (decision.consumed ? step.cost : 0);
+            const fits = usedBefore + step.cost <= spec.limit;
+            if (step.cost > spec.limit) {
+              expect(outcome.resetMs).toBe(spec.windowMs);
+            } else if (outcome.used === 0) {
+              expect(outcome.resetMs).toBe(0);
+            } else {
+              const target = fits ? outcome.used - 1 : spec.limit - step.cost;
+              expect(usedAt(now + outcome.resetMs - 1)).toBeGreaterThan(target);
+              expect(usedAt(now + outcome.resetMs)).toBeLessThanOrEqual(target);
+            }
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
