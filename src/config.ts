@@ -44,6 +44,34 @@ const schema = z.object({
   CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   METRICS_ENABLED: bool.default(true),
+  // Server-side secret mixed into the hashes of API keys and verification codes, so a copy of the
+  // database alone cannot confirm a guessed key or code. Unset: one is generated and kept in
+  // PostgreSQL (with a warning), which protects less.
+  GATEHOUSE_PEPPER: z.string().min(32, 'must be at least 32 characters').optional(),
+
+  // Captcha: hCaptcha or Cloudflare Turnstile through their siteverify APIs. `none` only when set.
+  CAPTCHA_PROVIDER: z.enum(['hcaptcha', 'turnstile', 'none']).default('hcaptcha'),
+  CAPTCHA_SECRET: z.string().min(1).optional(),
+  CAPTCHA_SITEKEY: z.string().min(1).optional(),
+  CAPTCHA_VERIFY_URL: url(['http:', 'https:']).optional(),
+  CAPTCHA_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(3_000),
+  CAPTCHA_EXPECTED_HOSTNAME: z.string().min(1).optional(),
+  // What a signup gets when the provider cannot be reached: `closed` refuses (503), `open` lets the
+  // other checks decide.
+  CAPTCHA_FAIL_MODE: z.enum(['closed', 'open']).default('closed'),
+
+  // How verification e-mails and SMS codes leave Gatehouse.
+  NOTIFIER: z.enum(['log', 'webhook', 'smtp']).default('log'),
+  NOTIFY_WEBHOOK_URL: url(['http:', 'https:']).optional(),
+  NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  NOTIFY_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
+  SMTP_URL: url(['smtp:', 'smtps:']).optional(),
+  SMTP_FROM: z.string().min(3).default('Gatehouse <no-reply@localhost>'),
+
+  // IP -> ASN: the bundled @ip-location-db data, or an MMDB file (GeoLite2-ASN, IPinfo) when set.
+  ASN_MMDB_PATH: z.string().min(1).optional(),
+  // Optional MX look-up of signup e-mail domains (off: it adds a DNS round trip to every signup).
+  EMAIL_MX_CHECK: bool.default(false),
 });
 
 export type Config = z.infer<typeof schema>;
@@ -66,7 +94,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const variable = String(issue.path[0] ?? 'environment');
     throw new ConfigError(variable, describeIssue(issue));
   }
-  return parsed.data;
+  const config = parsed.data;
+  if (config.NOTIFIER === 'webhook' && !config.NOTIFY_WEBHOOK_URL) {
+    throw new ConfigError('NOTIFY_WEBHOOK_URL', 'must be set when NOTIFIER=webhook');
+  }
+  if (config.NOTIFIER === 'webhook' && !config.NOTIFY_WEBHOOK_SECRET) {
+    throw new ConfigError('NOTIFY_WEBHOOK_SECRET', 'must be set when NOTIFIER=webhook');
+  }
+  if (config.NOTIFIER === 'smtp' && !config.SMTP_URL) {
+    throw new ConfigError('SMTP_URL', 'must be set when NOTIFIER=smtp');
+  }
+  return config;
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {

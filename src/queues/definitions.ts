@@ -1,10 +1,24 @@
 // Queue names and typed job payloads, shared by the API (producers) and the workers (consumers).
 
+export interface NotificationMessage {
+  type: 'verify_email' | 'verify_phone';
+  /** An e-mail address or an E.164 phone number. */
+  to: string;
+  accountId: string;
+  /** The e-mail token or the SMS code. Kept in the job only until it is delivered. */
+  secret: string;
+  expiresAt: string;
+}
+
 export interface JobPayloads {
   /** Housekeeping: remove verification secrets long after they expired. */
   maintenance: { task: 'purge-expired-verifications'; olderThanDays: number };
+  /** Deliver a verification message through the configured notifier, with retries. */
+  notify: NotificationMessage;
+  /** Extract an account's signals into the inverted index (then linking picks it up). */
+  enrich: { accountId: string };
 }
 
 export type QueueName = keyof JobPayloads;
 
-export const QUEUE_NAMES: readonly QueueName[] = ['maintenance'];
+export const QUEUE_NAMES: readonly QueueName[] = ['maintenance', 'notify', 'enrich'];
