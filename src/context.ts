@@ -1,13 +1,25 @@
+import { promises as dns } from 'node:dns';
 import type { Redis } from 'ioredis';
+import { type AccountService, createAccountService } from './accounts/service.ts';
 import { type AuditLog, createAuditLog } from './audit/audit.ts';
 import { type Config, redactUrl } from './config.ts';
 import { createDb, type Db } from './db/client.ts';
 import { createMetrics, type HttpMetrics } from './http/metrics.ts';
+import { resolvePepper } from './lib/pepper.ts';
+import { createSlidingWindowLimiter } from './limits/limiter.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { createNotifier, type Notifier } from './notify/notifier.ts';
 import { loadPolicy, type Policy } from './policy/policy.ts';
 import { createQueues, type Queues } from './queues/queues.ts';
 import { connectRedis, createRedis } from './redis/client.ts';
 import { createKeys, type RedisKeys } from './redis/keys.ts';
+import { createRuleService, RULES_INVALIDATION, type RuleService } from './rules/service.ts';
+import { type AsnDatabase, loadAsnDatabase } from './signals/asn.ts';
+import { createDisposableChecker } from './signals/disposable.ts';
+import { createHostingClassifier } from './signals/hosting.ts';
+import { type CaptchaVerifier, createCaptchaVerifier } from './signup/captcha.ts';
+import { createReplayGuard } from './signup/captcha-replay.ts';
+import { createSignupService, type SignupService } from './signup/service.ts';
 import { createTokenService, type TokenService } from './tokens/service.ts';
 
 /** A store that could not be reached at start-up, named with its (password-free) address. */
@@ -32,6 +44,11 @@ export interface Context {
   metrics: HttpMetrics;
   audit: AuditLog;
   tokens: TokenService;
+  rules: RuleService;
+  asn: AsnDatabase;
+  notifier: Notifier;
+  signups: SignupService;
+  accounts: AccountService;
   /** Is each store answering now? For /readyz. */
   readiness(): Promise<{ postgres: boolean; redis: boolean }>;
   close(): Promise<void>;
@@ -102,6 +119,47 @@ export async function createContext(
   const queues = createQueues(bullConnection, keys.bullPrefix);
   const audit = createAuditLog(db);
   const tokens = createTokenService({ db, audit, adminToken: config.GATEHOUSE_ADMIN_TOKEN });
+  const pepper = await resolvePepper(config.GATEHOUSE_PEPPER, db, logger);
+
+  // One subscriber connection per process fans invalidations out to every cache that needs them.
+  const subscriber = redis.duplicate();
+  subscriber.on('error', onRedisError);
+  const rules = createRuleService({ db, audit, redis, channel: keys.invalidationChannel(), logger });
+  subscriber.on('message', (_channel: string, message: string) => {
+    rules.handleInvalidation(message);
+    if (message.includes('"tokens"')) tokens.invalidate();
+  });
+  await subscriber.subscribe(keys.invalidationChannel());
+  // Messages published while the subscriber was reconnecting are lost: reload on every reconnect.
+  subscriber.on('ready', () => rules.handleInvalidation(RULES_INVALIDATION));
+  await rules.warm();
+
+  const asn = await loadAsnDatabase(config.ASN_MMDB_PATH ? { mmdbPath: config.ASN_MMDB_PATH } : {});
+  const signupPolicy = policy.signup;
+  const limiter = createSlidingWindowLimiter(redis);
+  const captcha = buildCaptcha(config, logger);
+  const notifier = createNotifier(config, logger);
+  const signups = createSignupService({
+    db,
+    keys,
+    limiter,
+    captcha,
+    captchaFailMode: config.CAPTCHA_FAIL_MODE,
+    replay: createReplayGuard(redis, (hash) => keys.captchaSeen(hash)),
+    asn,
+    hosting: createHostingClassifier(signupPolicy.network.extraHostingAsns),
+    disposable: createDisposableChecker({
+      extraBlock: signupPolicy.email.extraDisposableDomains,
+      extraAllow: signupPolicy.email.notDisposableDomains,
+    }),
+    rules,
+    queues,
+    policy: () => policy,
+    pepper,
+    logger,
+    ...(config.EMAIL_MX_CHECK ? { hasMx } : {}),
+  });
+  const accounts = createAccountService({ db, redis, keys, limiter, queues, policy: () => policy, pepper });
   const metrics = createMetrics({
     defaultMetrics: config.METRICS_ENABLED,
     queueDepths: () => queues.depths(),
@@ -118,6 +176,11 @@ export async function createContext(
     metrics,
     audit,
     tokens,
+    rules,
+    asn,
+    notifier,
+    signups,
+    accounts,
     async readiness() {
       const [postgres, redisOk] = await Promise.all([
         withTimeout(db.$queryRaw`SELECT 1`, 1_000).then(
@@ -132,6 +195,9 @@ export async function createContext(
       return { postgres, redis: redisOk };
     },
     async close() {
+      rules.close();
+      subscriber.disconnect();
+      await notifier.close?.().catch(() => undefined);
       await queues.close().catch(() => undefined);
       await Promise.all([
         redis.quit().catch(() => redis.disconnect()),
@@ -140,4 +206,40 @@ export async function createContext(
       await db.$disconnect();
     },
   };
+}
+
+/** Without a secret the verifier cannot work: every signup is refused as captcha_unavailable. */
+function buildCaptcha(config: Config, logger: Logger): CaptchaVerifier {
+  if (config.CAPTCHA_PROVIDER === 'none') {
+    logger.warn('CAPTCHA_PROVIDER=none: signups are not checked for bots; use it only in development');
+    return createCaptchaVerifier({ provider: 'none', secret: 'none' });
+  }
+  if (!config.CAPTCHA_SECRET) {
+    logger.warn(
+      `CAPTCHA_SECRET is not set: signups are refused (captcha_unavailable) until it is (provider ${config.CAPTCHA_PROVIDER})`,
+    );
+    return {
+      provider: config.CAPTCHA_PROVIDER,
+      verify: async () => ({ ok: false, reason: 'captcha_unavailable', detail: 'CAPTCHA_SECRET is not set' }),
+    };
+  }
+  return createCaptchaVerifier({
+    provider: config.CAPTCHA_PROVIDER,
+    secret: config.CAPTCHA_SECRET,
+    timeoutMs: config.CAPTCHA_TIMEOUT_MS,
+    ...(config.CAPTCHA_SITEKEY ? { siteKey: config.CAPTCHA_SITEKEY } : {}),
+    ...(config.CAPTCHA_VERIFY_URL ? { verifyUrl: config.CAPTCHA_VERIFY_URL } : {}),
+    ...(config.CAPTCHA_EXPECTED_HOSTNAME ? { expectedHostname: config.CAPTCHA_EXPECTED_HOSTNAME } : {}),
+  });
+}
+
+/** MX look-up with a short budget; a DNS failure other than "no such domain" does not refuse. */
+async function hasMx(domain: string): Promise<boolean> {
+  try {
+    const records = await withTimeout(dns.resolveMx(domain), 2_000);
+    return records.length > 0;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    return !(code === 'ENOTFOUND' || code === 'ENODATA');
+  }
 }

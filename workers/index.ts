@@ -1,11 +1,17 @@
 import { type Job, Worker } from 'bullmq';
 import type { Context } from '../src/context.ts';
 import { createRedis } from '../src/redis/client.ts';
+import { enrich } from './enrich.ts';
 import { maintenance } from './maintenance.ts';
+import { createNotifyProcessor } from './notify.ts';
 import type { Processor } from './processor.ts';
 
 /** Every queue consumer this process runs. */
-export const processors: Processor[] = [maintenance as unknown as Processor];
+export const processors: Processor[] = [
+  maintenance,
+  createNotifyProcessor((ctx) => ctx.notifier),
+  enrich,
+] as unknown as Processor[];
 
 export interface WorkerPool {
   workers: Worker[];

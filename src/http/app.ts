@@ -1,6 +1,9 @@
 import express, { type Express, Router } from 'express';
+import { accountRoutes } from '../accounts/routes.ts';
 import type { Context } from '../context.ts';
 import { healthRoutes } from '../health/routes.ts';
+import { ruleRoutes } from '../rules/routes.ts';
+import { signupRoutes } from '../signup/routes.ts';
 import { tokenRoutes } from '../tokens/routes.ts';
 import { authenticate } from './auth.ts';
 import { jsonBody } from './body.ts';
@@ -22,6 +25,9 @@ export function createApp(ctx: Context): Express {
   v1.use(authenticate(ctx.tokens, { gatewayPaths: GATEWAY_PATHS }));
   v1.use(jsonBody(ctx.config.BODY_LIMIT_BYTES));
   v1.use(tokenRoutes(ctx.tokens));
+  v1.use(signupRoutes(ctx.signups));
+  v1.use(accountRoutes(ctx.accounts));
+  v1.use(ruleRoutes(ctx.rules));
   app.use('/v1', v1);
 
   app.use(notFound);

@@ -9,12 +9,12 @@ export function parseOrThrow<S extends z.ZodType>(
 ): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const errors: FieldError[] = result.error.issues.slice(0, 50).map((issue) => {
+  const errors: FieldError[] = result.error.issues.slice(0, 50).flatMap((issue) => {
     const path = issue.path.map(String);
     if (issue.code === 'unrecognized_keys') {
-      return { field: [...path, ...issue.keys].join('.') || where, message: 'is not a known field' };
+      return issue.keys.map((key) => ({ field: [...path, key].join('.'), message: 'is not a known field' }));
     }
-    return { field: path.join('.') || where, message: issue.message };
+    return [{ field: path.join('.') || where, message: issue.message }];
   });
   throw new ProblemError('validation_failed', {
     detail: `Invalid ${where}: ${errors.map((e) => e.field).join(', ')}`,

@@ -8,6 +8,7 @@ import { type Context, createContext } from '../../src/context.ts';
 import { createApp } from '../../src/http/app.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { Policy } from '../../src/policy/policy.ts';
+import { startWorkers } from '../../workers/index.ts';
 
 export interface TestApp {
   url: string;
@@ -39,7 +40,7 @@ export interface TestResponse {
 export const testPrefix = () => `t${randomBytes(5).toString('hex')}`;
 
 export async function startTestApp(
-  opts: { env?: Record<string, string>; policy?: Policy; prefix?: string } = {},
+  opts: { env?: Record<string, string>; policy?: Policy; prefix?: string; workers?: boolean } = {},
 ): Promise<TestApp> {
   const adminToken = `admin-${randomBytes(16).toString('hex')}`;
   const prefix = opts.prefix ?? testPrefix();
@@ -52,6 +53,8 @@ export async function startTestApp(
     PORT: '0',
     HOST: '127.0.0.1',
     METRICS_ENABLED: 'true',
+    CAPTCHA_PROVIDER: 'none',
+    GATEHOUSE_PEPPER: 'test-pepper-test-pepper-test-pepper-0001',
     ...opts.env,
   });
   const logs: string[] = [];
@@ -65,6 +68,7 @@ export async function startTestApp(
     logger: createLogger(config.LOG_LEVEL, sink),
     ...(opts.policy ? { policy: opts.policy } : {}),
   });
+  const workers = opts.workers ? await startWorkers(ctx) : null;
   const app = createApp(ctx);
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
@@ -102,6 +106,7 @@ export async function startTestApp(
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await workers?.close();
       await cleanRedisPrefix(ctx.config.REDIS_URL, prefix);
       await ctx.close();
     },
