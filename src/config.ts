@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseCidr } from './signals/ip.ts';
 
 // Every setting comes from the environment, parsed once at start-up. A wrong or missing value stops
 // the process with one line that names the variable (see ConfigError).
@@ -70,6 +71,19 @@ const schema = z.object({
 
   // IP -> ASN: the bundled @ip-location-db data, or an MMDB file (GeoLite2-ASN, IPinfo) when set.
   ASN_MMDB_PATH: z.string().min(1).optional(),
+  // Enforcement: the Redis command budget of one decision, the whole answer's budget, and the
+  // proxies (the gateway, a load balancer) whose X-Forwarded-For hops forward-auth believes.
+  ENFORCE_REDIS_TIMEOUT_MS: z.coerce.number().int().min(5).max(10_000).default(50),
+  ENFORCE_DEADLINE_MS: z.coerce.number().int().min(10).max(30_000).default(500),
+  TRUSTED_PROXIES: z
+    .string()
+    .default('127.0.0.0/8,::1/128')
+    .refine(
+      (v) => v.split(',').every((c) => c.trim() === '' || parseCidr(c.trim(), { strict: false }) !== null),
+      {
+        message: 'must be a comma-separated list of CIDRs, e.g. 10.0.0.0/8,::1/128',
+      },
+    ),
   // Optional MX look-up of signup e-mail domains (off: it adds a DNS round trip to every signup).
   EMAIL_MX_CHECK: bool.default(false),
 });

@@ -4,19 +4,23 @@ import { type AccountService, createAccountService } from './accounts/service.ts
 import { type AuditLog, createAuditLog } from './audit/audit.ts';
 import { type Config, redactUrl } from './config.ts';
 import { createDb, type Db } from './db/client.ts';
+import { createEmergencySwitch, type EmergencySwitch } from './enforce/emergency.ts';
+import { createEnforceService, type EnforceService } from './enforce/service.ts';
 import { createMetrics, type HttpMetrics } from './http/metrics.ts';
+import { createKeyService, type KeyService } from './keys/service.ts';
 import { resolvePepper } from './lib/pepper.ts';
 import { createSlidingWindowLimiter } from './limits/limiter.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createNotifier, type Notifier } from './notify/notifier.ts';
 import { loadPolicy, type Policy } from './policy/policy.ts';
 import { createQueues, type Queues } from './queues/queues.ts';
-import { connectRedis, createRedis } from './redis/client.ts';
+import { connectRedis, createRedis, failFastWhenDisconnected } from './redis/client.ts';
 import { createKeys, type RedisKeys } from './redis/keys.ts';
 import { createRuleService, RULES_INVALIDATION, type RuleService } from './rules/service.ts';
 import { type AsnDatabase, loadAsnDatabase } from './signals/asn.ts';
 import { createDisposableChecker } from './signals/disposable.ts';
 import { createHostingClassifier } from './signals/hosting.ts';
+import { type Cidr, parseCidr } from './signals/ip.ts';
 import { type CaptchaVerifier, createCaptchaVerifier } from './signup/captcha.ts';
 import { createReplayGuard } from './signup/captcha-replay.ts';
 import { createSignupService, type SignupService } from './signup/service.ts';
@@ -49,6 +53,10 @@ export interface Context {
   notifier: Notifier;
   signups: SignupService;
   accounts: AccountService;
+  apiKeys: KeyService;
+  emergency: EmergencySwitch;
+  enforce: EnforceService;
+  trustedProxies: Cidr[];
   /** Is each store answering now? For /readyz. */
   readiness(): Promise<{ postgres: boolean; redis: boolean }>;
   close(): Promise<void>;
@@ -125,18 +133,58 @@ export async function createContext(
   const subscriber = redis.duplicate();
   subscriber.on('error', onRedisError);
   const rules = createRuleService({ db, audit, redis, channel: keys.invalidationChannel(), logger });
+  const apiKeys = createKeyService({
+    db,
+    audit,
+    redis,
+    channel: keys.invalidationChannel(),
+    policy: () => policy,
+    pepper,
+    logger,
+  });
+  const emergency = createEmergencySwitch({ db, redis, channel: keys.invalidationChannel(), audit });
+  await emergency.refresh();
   subscriber.on('message', (_channel: string, message: string) => {
     rules.handleInvalidation(message);
+    apiKeys.handleInvalidation(message);
+    emergency.handleInvalidation(message);
     if (message.includes('"tokens"')) tokens.invalidate();
   });
   await subscriber.subscribe(keys.invalidationChannel());
   // Messages published while the subscriber was reconnecting are lost: reload on every reconnect.
-  subscriber.on('ready', () => rules.handleInvalidation(RULES_INVALIDATION));
+  subscriber.on('ready', () => {
+    rules.handleInvalidation(RULES_INVALIDATION);
+    apiKeys.clear();
+  });
   await rules.warm();
 
   const asn = await loadAsnDatabase(config.ASN_MMDB_PATH ? { mmdbPath: config.ASN_MMDB_PATH } : {});
   const signupPolicy = policy.signup;
   const limiter = createSlidingWindowLimiter(redis);
+  const hosting = createHostingClassifier(signupPolicy.network.extraHostingAsns);
+  // Enforcement has its own connection with a short command timeout and no offline queue: a slow
+  // or absent Redis turns into the fail-mode answer within tens of milliseconds, never a hang.
+  const enforceRedis = createRedis({
+    url: config.REDIS_URL,
+    connectTimeoutMs: timeout,
+    commandTimeoutMs: config.ENFORCE_REDIS_TIMEOUT_MS,
+    failFast: true,
+  });
+  enforceRedis.on('error', onRedisError);
+  await connectRedis(enforceRedis, timeout);
+  failFastWhenDisconnected(enforceRedis);
+  const enforce = createEnforceService({
+    resolveKey: apiKeys.lookup,
+    rules,
+    limiter: createSlidingWindowLimiter(enforceRedis),
+    redis: enforceRedis,
+    keys,
+    asn,
+    hosting,
+    policy: () => policy,
+    emergencyFactor: () => emergency.factor(),
+    logger,
+  });
   const captcha = buildCaptcha(config, logger);
   const notifier = createNotifier(config, logger);
   const signups = createSignupService({
@@ -147,7 +195,7 @@ export async function createContext(
     captchaFailMode: config.CAPTCHA_FAIL_MODE,
     replay: createReplayGuard(redis, (hash) => keys.captchaSeen(hash)),
     asn,
-    hosting: createHostingClassifier(signupPolicy.network.extraHostingAsns),
+    hosting,
     disposable: createDisposableChecker({
       extraBlock: signupPolicy.email.extraDisposableDomains,
       extraAllow: signupPolicy.email.notDisposableDomains,
@@ -181,6 +229,13 @@ export async function createContext(
     notifier,
     signups,
     accounts,
+    apiKeys,
+    emergency,
+    enforce,
+    trustedProxies: config.TRUSTED_PROXIES.split(',')
+      .map((c) => c.trim())
+      .filter((c) => c !== '')
+      .map((c) => parseCidr(c, { strict: false })!),
     async readiness() {
       const [postgres, redisOk] = await Promise.all([
         withTimeout(db.$queryRaw`SELECT 1`, 1_000).then(
@@ -196,6 +251,8 @@ export async function createContext(
     },
     async close() {
       rules.close();
+      apiKeys.close();
+      enforceRedis.disconnect();
       subscriber.disconnect();
       await notifier.close?.().catch(() => undefined);
       await queues.close().catch(() => undefined);

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { type Config, ConfigError, loadConfig, redactUrl } from './config.ts';
 import { type Context, createContext, DependencyError } from './context.ts';
 import { applyMigrations, ensureDatabase } from './db/migrate.ts';
-import { createApp } from './http/app.ts';
+import { createHttpServer } from './http/server.ts';
 import { createLogger } from './logger.ts';
 import { PolicyError } from './policy/policy.ts';
 
@@ -63,10 +63,10 @@ async function main(): Promise<void> {
     workers = await startWorkers(ctx);
   }
   if (mode === 'all' || mode === 'api') {
-    const app = createApp(ctx);
+    const s = createHttpServer(ctx);
     server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.PORT, config.HOST, () => resolve(s));
       s.once('error', reject);
+      s.listen(config.PORT, config.HOST, () => resolve(s));
     }).catch((err: NodeJS.ErrnoException) =>
       fail(`cannot listen on ${config.HOST}:${config.PORT} (${err.code ?? err.message})`),
     );

@@ -1,7 +1,9 @@
 import express, { type Express, Router } from 'express';
 import { accountRoutes } from '../accounts/routes.ts';
 import type { Context } from '../context.ts';
+import { enforcementRoutes } from '../enforce/routes.ts';
 import { healthRoutes } from '../health/routes.ts';
+import { keyRoutes } from '../keys/routes.ts';
 import { ruleRoutes } from '../rules/routes.ts';
 import { signupRoutes } from '../signup/routes.ts';
 import { tokenRoutes } from '../tokens/routes.ts';
@@ -9,9 +11,6 @@ import { authenticate } from './auth.ts';
 import { jsonBody } from './body.ts';
 import { errorHandler, notFound } from './errors.ts';
 import { requestContext } from './request-context.ts';
-
-/** Paths under /v1 where a gateway authenticates with X-Gatehouse-Token instead of Authorization. */
-export const GATEWAY_PATHS = ['/enforce/forward-auth'] as const;
 
 export function createApp(ctx: Context): Express {
   const app = express();
@@ -22,12 +21,14 @@ export function createApp(ctx: Context): Express {
   app.use(healthRoutes(ctx));
 
   const v1 = Router();
-  v1.use(authenticate(ctx.tokens, { gatewayPaths: GATEWAY_PATHS }));
+  v1.use(authenticate(ctx.tokens));
   v1.use(jsonBody(ctx.config.BODY_LIMIT_BYTES));
   v1.use(tokenRoutes(ctx.tokens));
   v1.use(signupRoutes(ctx.signups));
   v1.use(accountRoutes(ctx.accounts));
   v1.use(ruleRoutes(ctx.rules));
+  v1.use(keyRoutes(ctx.apiKeys));
+  v1.use(enforcementRoutes({ ...ctx, policy: () => ctx.policy }));
   app.use('/v1', v1);
 
   app.use(notFound);

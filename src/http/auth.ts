@@ -10,23 +10,14 @@ export const principalOf = (res: Response): Principal => {
 };
 
 /**
- * Authenticates every /v1 call before its body is read. Most callers send
- * `Authorization: Bearer <token>`; a gateway's forward-auth subrequest carries the end user's key in
- * `Authorization`, so there the gateway's own token travels in `X-Gatehouse-Token`.
+ * Authenticates every /v1 call before its body is read (`Authorization: Bearer <token>`). The
+ * enforcement routes authenticate on their own fast path (src/enforce/http.ts), where a gateway's
+ * forward-auth subrequest carries its token in X-Gatehouse-Token.
  */
-export function authenticate(
-  tokens: TokenService,
-  opts: { gatewayPaths: readonly string[] },
-): RequestHandler {
+export function authenticate(tokens: TokenService): RequestHandler {
   return async (req, res, next) => {
-    let bearer: string | undefined;
-    if (opts.gatewayPaths.includes(req.path)) {
-      bearer = req.get('x-gatehouse-token') ?? undefined;
-    } else {
-      const header = req.get('authorization');
-      const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-      bearer = match?.[1];
-    }
+    const header = req.get('authorization');
+    const bearer = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
     if (!bearer) {
       throw new ProblemError('unauthenticated', {
         detail: 'Send a service token as Authorization: Bearer <token>',

@@ -115,9 +115,87 @@ const signupSchema = z.strictObject({
 
 export type SignupPolicy = z.infer<typeof signupSchema>;
 
+/** Every quota dimension; each tier gives some or all of them a list of windows. */
+export const QUOTA_DIMENSIONS = ['key', 'user', 'device', 'ip', 'asn', 'hostingAsn', 'tier'] as const;
+export type QuotaDimension = (typeof QUOTA_DIMENSIONS)[number];
+
+const tierSchema = z.strictObject({
+  /** Live keys one account may hold. */
+  maxKeys: z.number().int().min(0).max(1000).default(3),
+  limits: z
+    .strictObject({
+      key: windows.optional(),
+      user: windows.optional(),
+      device: windows.optional(),
+      ip: windows.optional(),
+      asn: windows.optional(),
+      hostingAsn: windows.optional(),
+      /** The whole tier together: the farm that no single account reveals still hits this. */
+      tier: windows.optional(),
+    })
+    .default({}),
+});
+
+export type TierPolicy = z.infer<typeof tierSchema>;
+
+const enforcementSchema = z.strictObject({
+  defaultTier: z.string().min(1).default('free'),
+  tiers: z.record(z.string().regex(/^[a-z0-9_-]{1,32}$/), tierSchema).default({
+    free: {
+      maxKeys: 2,
+      limits: {
+        key: [
+          { window: 60_000, limit: 60, buckets: 12 },
+          { window: 86_400_000, limit: 1_000, buckets: 96 },
+        ],
+        user: [
+          { window: 60_000, limit: 60, buckets: 12 },
+          { window: 86_400_000, limit: 1_000, buckets: 96 },
+        ],
+        device: [{ window: 86_400_000, limit: 1_500, buckets: 96 }],
+        ip: [{ window: 60_000, limit: 300, buckets: 12 }],
+        hostingAsn: [{ window: 60_000, limit: 600, buckets: 12 }],
+      },
+    },
+    pro: {
+      maxKeys: 10,
+      limits: {
+        key: [
+          { window: 60_000, limit: 600, buckets: 12 },
+          { window: 86_400_000, limit: 50_000, buckets: 96 },
+        ],
+        user: [{ window: 86_400_000, limit: 100_000, buckets: 96 }],
+        ip: [{ window: 60_000, limit: 3_000, buckets: 12 }],
+      },
+    },
+  }),
+  /** Cost of a call by endpoint (path prefix); unlisted endpoints cost `defaultCost`. */
+  endpointCosts: z.record(z.string().min(1), z.number().int().min(0).max(1_000_000)).default({}),
+  defaultCost: z.number().int().min(0).max(1_000_000).default(1),
+  /** When Redis cannot answer in time: `closed` denies (limiter_unavailable), `open` allows uncounted. */
+  failMode: z.enum(['closed', 'open']).default('closed'),
+  throttle: z
+    .strictObject({
+      /** Soft throttling starts when a key or user has used this share of a window. */
+      nearLimitRatio: z.number().min(0).max(1).default(0.8),
+      /** The added latency grows to this at the limit. */
+      maxDelayMs: z.number().int().min(0).max(60_000).default(2_000),
+      /** Added latency for accounts or clusters flagged by detection. */
+      flaggedDelayMs: z.number().int().min(0).max(60_000).default(750),
+      /** Flagged accounts also get limits cut by this factor. */
+      flaggedLimitFactor: z.number().min(0).max(1).default(0.25),
+    })
+    .prefault({}),
+  /** Usage events kept for the detection workers: this share of allowed calls, all denied ones. */
+  eventSampleRate: z.number().min(0).max(1).default(1),
+});
+
+export type EnforcementPolicy = z.infer<typeof enforcementSchema>;
+
 export const policySchema = z.strictObject({
   version: z.literal(1),
   signup: signupSchema.prefault({}),
+  enforcement: enforcementSchema.prefault({}),
   retention: z
     .strictObject({
       /** Verification secrets (hashes) are purged this long after they expired. */
@@ -137,7 +215,12 @@ export function parsePolicy(text: string, source = 'policy'): Policy {
   } catch (err) {
     throw new PolicyError(`${source}: not valid YAML or JSON (${(err as Error).message.split('\n')[0]})`);
   }
-  const result = policySchema.safeParse(raw ?? {});
+  const result = policySchema
+    .refine((p) => p.enforcement.defaultTier in p.enforcement.tiers, {
+      message: 'must name a tier listed in enforcement.tiers',
+      path: ['enforcement', 'defaultTier'],
+    })
+    .safeParse(raw ?? {});
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const at = issue.path.join('.') || '(root)';

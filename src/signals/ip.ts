@@ -216,22 +216,21 @@ export function formatIpv6Words(words: ArrayLike<number>): string {
       runStart = -1;
     }
   }
-  let out = '';
-  // Tracked rather than read back from `out`: charCodeAt on a concatenated string flattens it.
-  let needColon = false;
+  // Built with join, which returns a flat string; += would build a rope of ~15 pieces that holds
+  // more memory while cached and must be flattened before its first hash or comparison.
+  const parts: string[] = [];
+  if (bestStart === 0) parts.push('');
   for (let i = 0; i < 8; i++) {
     if (i === bestStart) {
-      out += '::';
+      parts.push('');
       i += bestLen - 1;
-      needColon = false;
       continue;
     }
-    if (needColon) out += ':';
-    needColon = true;
     const g = group(words, i);
-    out += g < 0x100 ? HEX[g]! : HEX[g >>> 8]! + HEX2[g & 0xff]!;
+    parts.push(g < 0x100 ? HEX[g]! : HEX[g >>> 8]! + HEX2[g & 0xff]!);
   }
-  return out;
+  if (bestStart !== -1 && bestStart + bestLen === 8) parts.push('');
+  return parts.join(':');
 }
 
 // --- internals --------------------------------------------------------------------------------

@@ -226,7 +226,11 @@ describe('sliding-window limiter', () => {
     const event = { stream, maxLen: 1_000, fields: { ip: '203.0.113.7' }, when: 'always' } as const;
     await limiter.check({ ...enforce(0, limits), mode: 'record', event });
     await limiter.check({ ...enforce(0, limits), mode: 'record', event });
-    expect(await redis.xlen(stream)).toBe(2);
+    const entries = await redis.xrange(stream, '-', '+');
+    expect(entries.map(([, fields]) => fields)).toEqual([
+      ['ok', '1', 'ip', '203.0.113.7'],
+      ['ok', '0', 'ip', '203.0.113.7'],
+    ]);
   });
 
   it('sends exactly one Redis command per check, 5 dimensions × 2 windows with an event', async () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/policy/policy.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
+import { personLocal } from '../support/people.ts';
 import { type SignupWorld, startSignupWorld } from '../support/signup-env.ts';
 import { behaviours } from '../support/siteverify-server.ts';
 
@@ -44,67 +45,8 @@ const freshSubnet = () => {
   return `73.${second}.${subnetCounter}`;
 };
 const residentialIp = () => `${freshSubnet()}.10`;
-const FIRST = [
-  'olivia',
-  'liam',
-  'emma',
-  'noah',
-  'amelia',
-  'oliver',
-  'sofia',
-  'elijah',
-  'chloe',
-  'lucas',
-  'maya',
-  'mateo',
-  'zoe',
-  'henry',
-  'aria',
-  'theo',
-  'nora',
-  'jack',
-  'ivy',
-  'leo',
-  'ruby',
-  'omar',
-  'hana',
-  'yusuf',
-  'ines',
-];
-const LAST = [
-  'smith',
-  'garcia',
-  'nguyen',
-  'kowalski',
-  'oconnor',
-  'fischer',
-  'rossi',
-  'tanaka',
-  'dubois',
-  'silva',
-  'ahmed',
-  'novak',
-  'jensen',
-  'murphy',
-  'lopez',
-  'schmidt',
-  'kim',
-  'haddad',
-  'berg',
-  'moreau',
-  'costa',
-  'walsh',
-  'ivanova',
-  'mehta',
-  'sato',
-];
-let people = Number.parseInt(randomBytes(2).toString('hex'), 16) % (FIRST.length * LAST.length);
 /** A human-looking, unique local part (programmatic names would share a velocity pattern). */
-const name = (prefix?: string) => {
-  people = (people + 1) % (FIRST.length * LAST.length);
-  const person = `${FIRST[people % FIRST.length]}.${LAST[Math.floor(people / FIRST.length)]}`;
-  return prefix ? `${prefix}.${person}` : person;
-};
+const name = (prefix?: string) => (prefix ? `${prefix}.${personLocal()}` : personLocal());
 
 interface Problem {
   code: string;

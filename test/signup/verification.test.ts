@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePolicy } from '../../src/policy/policy.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp, type TestResponse } from '../support/harness.ts';
+import { personLocal } from '../support/people.ts';
 import { type SignupWorld, startSignupWorld } from '../support/signup-env.ts';
 
 // The whole path of a real user: signup, the verification e-mail delivered through the signed
@@ -32,7 +33,7 @@ afterAll(async () => {
 
 let ipCounter = Number.parseInt(randomBytes(1).toString('hex'), 16);
 const residentialIp = () => `98.10.${++ipCounter % 250}.${1 + Math.floor(Math.random() * 250)}`;
-const email = () => `marta.${randomBytes(3).toString('hex').replace(/\d/g, 'k')}@outlook.com`;
+const email = () => `${personLocal()}@outlook.com`;
 // Unique UK mobile numbers (07400 range is mobile).
 const mobile = () => `+4474001${String(Math.floor(Math.random() * 100_000)).padStart(5, '0')}`;
 

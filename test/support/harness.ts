@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { Server } from 'node:http';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { type Context, createContext } from '../../src/context.ts';
-import { createApp } from '../../src/http/app.ts';
+import { createHttpServer } from '../../src/http/server.ts';
 import { createLogger } from '../../src/logger.ts';
 import type { Policy } from '../../src/policy/policy.ts';
 import { startWorkers } from '../../workers/index.ts';
@@ -69,10 +68,8 @@ export async function startTestApp(
     ...(opts.policy ? { policy: opts.policy } : {}),
   });
   const workers = opts.workers ? await startWorkers(ctx) : null;
-  const app = createApp(ctx);
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
+  const server = createHttpServer(ctx);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 
   const request = async (method: string, path: string, o: RequestOptions = {}): Promise<TestResponse> => {

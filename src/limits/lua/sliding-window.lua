@@ -23,7 +23,8 @@
       ARGV[6]         stream MAXLEN, approximate (~)
       ARGV[7 + 3(k - 1) .. 9 + 3(k - 1)]
                       limit, windowMs, buckets of KEYS[k]; windowMs is a multiple of buckets
-      ARGV[7 + 3n ..] stream field, value, field, value ...
+      ARGV[7 + 3n ..] stream field, value, field, value ... (with 'always', the entry starts with
+                      an `ok` field: '1' admitted, '0' denied)
 
     Output:
       { decision, violated, used_1, remaining_1, reset_ms_1, ..., used_n, remaining_n, reset_ms_n }
@@ -172,8 +173,11 @@ for k = 1, n do
   reply[#reply + 1] = resetMs
 end
 
-if eventWhen == 'always' or (eventWhen == 'admitted' and admitted) then
+if eventWhen == 'admitted' and admitted then
   rcall('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, 7 + 3 * n))
+elseif eventWhen == 'always' then
+  -- The caller cannot know the outcome when it builds the event: `ok` records it.
+  rcall('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[6], '*', 'ok', admitted and '1' or '0', unpack(ARGV, 7 + 3 * n))
 end
 
 return reply

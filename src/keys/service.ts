@@ -1,0 +1,568 @@
+// API keys: issued to active accounts, at most `maxKeys` live ones per account (by tier), stored
+// only as an HMAC with the server-side pepper, and resolved by `lookup` on every gateway call.
+//
+// Decisions a caller can rely on:
+// - Only an `active` account gets a new key. `pending` and `challenged` accounts must finish
+//   verification first (verification_required); a `suspended` one gets account_suspended. A
+//   `throttled` account keeps using the keys it holds (enforcement slows them down) but cannot mint
+//   new ones (account_restricted): a farm flagged for throttling must not spread over fresh keys.
+// - A live key is active and unexpired. A key in its rotation grace (rotatedTo set) is not counted,
+//   so a key and its successor count as one and rotation works at the limit.
+// - Rotation never extends a key's life: the successor inherits the old key's expiry, and the grace
+//   only ever brings the old key's expiry closer.
+// - Every write to an account's keys happens with the account row locked (SELECT … FOR UPDATE), so
+//   concurrent creates at the limit cannot both succeed and a key cannot be rotated twice.
+// - `lookup` answers from memory for up to 30 s (unknown and dead keys for 2 s). Revocation,
+//   rotation and `invalidateAccount` publish on the invalidation channel and every instance drops
+//   what it cached; a lost message is bounded by those TTLs. Expiry is checked on every lookup.
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { AuditLog } from '../audit/audit.ts';
+import type { Db } from '../db/client.ts';
+import type { Prisma } from '../generated/prisma/client.ts';
+import type { AccountStatus } from '../generated/prisma/enums.ts';
+import { ProblemError } from '../http/problem.ts';
+import { newId } from '../lib/ids.ts';
+import { hmacHex, newSecret } from '../lib/secrets.ts';
+import type { Logger } from '../logger.ts';
+import type { Policy } from '../policy/policy.ts';
+import type { Principal } from '../tokens/scopes.ts';
+
+export const KEY_PREFIX = 'gh_live_';
+/** 32 random bytes are 43 base64url characters. */
+const KEY_FORMAT = /^gh_live_[A-Za-z0-9_-]{43}$/;
+const DISPLAY_PREFIX_LENGTH = 12;
+export const MAX_GRACE_SECONDS = 7 * 24 * 3600;
+
+const CACHE_TTL_MS = 30_000;
+const NEGATIVE_TTL_MS = 2_000;
+const MAX_CACHED = 50_000;
+// Kept apart from live keys, so a flood of invalid keys cannot evict the keys in real use.
+const MAX_NEGATIVE = 10_000;
+const LAST_USED_EVERY_MS = 60_000;
+const WARN_EVERY_MS = 10_000;
+// Creates at the limit queue on the account row lock; give them time to take their turn.
+const TX_OPTIONS = { maxWait: 5_000, timeout: 10_000 } as const;
+
+export type KeyState = 'active' | 'revoked' | 'expired';
+
+export interface KeyView {
+  id: string;
+  accountId: string;
+  name: string | null;
+  prefix: string;
+  status: KeyState;
+  expiresAt: string | null;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+  rotatedTo: string | null;
+}
+
+/** A new key with its secret, which is never shown again. */
+export interface CreatedKey {
+  id: string;
+  key: string;
+  prefix: string;
+  name: string | null;
+  status: 'active';
+  expiresAt: string | null;
+  createdAt: string;
+}
+
+export interface RotatedKey extends CreatedKey {
+  /** The replaced key and the instant it stops working. */
+  previous: { id: string; expiresAt: string };
+}
+
+/** What enforcement needs to know about the key a request carries. */
+export interface KeyRecord {
+  keyId: string;
+  accountId: string;
+  /** Epoch milliseconds; null when the key never expires. */
+  expiresAt: number | null;
+  account: {
+    status: AccountStatus;
+    tier: string;
+    limitsOverride: unknown;
+    clusterId: string | null;
+  };
+}
+
+/** The hot-path resolver: null for unknown, revoked and expired keys. */
+export type KeyLookup = (secret: string) => Promise<KeyRecord | null>;
+
+export interface KeyService {
+  create(
+    accountId: string,
+    input: { name?: string | null | undefined; expiresAt?: Date | null | undefined },
+    actor: Principal,
+  ): Promise<CreatedKey>;
+  /** Newest first; never the secret or its hash. */
+  list(accountId: string): Promise<KeyView[]>;
+  /** Idempotent: revoking a revoked key succeeds (and publishes the invalidation again). */
+  revoke(keyId: string, actor: Principal): Promise<void>;
+  rotate(keyId: string, input: { graceSeconds?: number | undefined }, actor: Principal): Promise<RotatedKey>;
+  lookup: KeyLookup;
+  /** Feed every message of the invalidation channel here; those for other capabilities are ignored. */
+  handleInvalidation(message: string): void;
+  /** Tells every instance to drop the account's cached keys (after a status or tier change). */
+  invalidateAccount(accountId: string): Promise<void>;
+  /** Drops every cached lookup, e.g. after the subscriber reconnected and may have missed messages. */
+  clear(): void;
+  /** Waits for the subscription, when the service owns one. */
+  ready(): Promise<void>;
+  /** Detaches from the subscriber; the connection itself belongs to the caller. */
+  close(): void;
+}
+
+export interface KeyDeps {
+  db: Db;
+  audit: AuditLog;
+  /** Publishes invalidations; any connection not in subscriber mode. */
+  redis: Pick<Redis, 'publish'>;
+  /** When given, the service subscribes itself; otherwise feed it through handleInvalidation. */
+  subscriber?: Pick<Redis, 'subscribe' | 'on' | 'off'>;
+  channel: string;
+  policy: () => Policy;
+  pepper: string;
+  logger?: Logger;
+  now?: () => number;
+}
+
+const KEY_PROBLEMS = {
+  verification_required: { status: 403, title: 'The account must finish verification first' },
+  account_suspended: { status: 403, title: 'The account is suspended' },
+  account_restricted: { status: 403, title: 'The account may not get new keys now' },
+  key_limit_reached: { status: 409, title: 'The account holds as many live keys as its tier allows' },
+  key_not_active: { status: 409, title: 'Only an active key can be rotated' },
+  key_already_rotated: { status: 409, title: 'The key has been rotated already' },
+} as const;
+export type KeyProblemCode = keyof typeof KEY_PROBLEMS;
+
+const keyProblem = (code: KeyProblemCode, detail: string) =>
+  new ProblemError({ code, ...KEY_PROBLEMS[code] }, { detail, reasons: [code] });
+
+const invalidation = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('key'), keyId: z.string().optional(), hash: z.string().optional() }),
+  z.object({ type: z.literal('account'), accountId: z.string() }),
+]);
+type Invalidation = z.infer<typeof invalidation>;
+
+type Tx = Prisma.TransactionClient;
+
+type KeyRow = {
+  id: string;
+  accountId: string;
+  name: string | null;
+  prefix: string;
+  status: 'active' | 'revoked';
+  expiresAt: Date | null;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+  rotatedTo: string | null;
+};
+
+const stateOf = (row: Pick<KeyRow, 'status' | 'expiresAt'>, t: number): KeyState => {
+  if (row.status === 'revoked') return 'revoked';
+  return row.expiresAt && row.expiresAt.getTime() <= t ? 'expired' : 'active';
+};
+
+const view = (row: KeyRow, t: number): KeyView => ({
+  id: row.id,
+  accountId: row.accountId,
+  name: row.name,
+  prefix: row.prefix,
+  status: stateOf(row, t),
+  expiresAt: row.expiresAt?.toISOString() ?? null,
+  createdAt: row.createdAt.toISOString(),
+  lastUsedAt: row.lastUsedAt?.toISOString() ?? null,
+  revokedAt: row.revokedAt?.toISOString() ?? null,
+  rotatedTo: row.rotatedTo,
+});
+
+const created = (row: KeyRow, key: string): CreatedKey => ({
+  id: row.id,
+  key,
+  prefix: row.prefix,
+  name: row.name,
+  status: 'active',
+  expiresAt: row.expiresAt?.toISOString() ?? null,
+  createdAt: row.createdAt.toISOString(),
+});
+
+/** Live keys count against maxKeys; keys in their rotation grace are represented by their successor. */
+const liveKeys = (accountId: string, t: number): Prisma.ApiKeyWhereInput => ({
+  accountId,
+  status: 'active',
+  rotatedTo: null,
+  OR: [{ expiresAt: null }, { expiresAt: { gt: new Date(t) } }],
+});
+
+function refuseUnlessActive(status: AccountStatus): void {
+  switch (status) {
+    case 'active':
+      return;
+    case 'pending':
+    case 'challenged':
+      throw keyProblem('verification_required', 'The account has verification steps left');
+    case 'suspended':
+      throw keyProblem('account_suspended', 'A suspended account gets no keys');
+    case 'throttled':
+      throw keyProblem('account_restricted', 'A throttled account keeps its keys but gets no new ones');
+  }
+}
+
+const accountNotFound = (id: string) => new ProblemError('not_found', { detail: `No account ${id}` });
+const keyNotFound = (id: string) => new ProblemError('not_found', { detail: `No key ${id}` });
+
+/** Locks the account row for the rest of the transaction: every key write for it queues here. */
+async function lockAccount(tx: Tx, accountId: string): Promise<{ status: AccountStatus; tier: string }> {
+  const rows = await tx.$queryRaw<Array<{ status: AccountStatus; tier: string }>>`
+    SELECT status::text AS status, tier FROM accounts WHERE id = ${accountId} FOR UPDATE`;
+  const row = rows[0];
+  if (!row) throw accountNotFound(accountId);
+  return row;
+}
+
+interface Cached {
+  record: KeyRecord;
+  until: number;
+}
+
+export function createKeyService(deps: KeyDeps): KeyService {
+  const now = deps.now ?? Date.now;
+  const cache = new Map<string, Cached>();
+  const negative = new Map<string, number>();
+  // Bumped by every invalidation: a load that started before it may have read what it retracts.
+  let generation = 0;
+  const inflight = new Map<string, { generation: number; promise: Promise<KeyRecord | null> }>();
+  const lastUsedWritten = new Map<string, number>();
+  let warnedAt = Number.NEGATIVE_INFINITY;
+
+  const warn = (err: unknown, msg: string) => {
+    const t = now();
+    if (t - warnedAt < WARN_EVERY_MS) return;
+    warnedAt = t;
+    deps.logger?.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, msg);
+  };
+
+  const maxKeysFor = (tier: string): number => {
+    const { tiers, defaultTier } = deps.policy().enforcement;
+    const own = Object.hasOwn(tiers, tier) ? tiers[tier] : undefined;
+    const fallback = Object.hasOwn(tiers, defaultTier) ? tiers[defaultTier] : undefined;
+    return (own ?? fallback)?.maxKeys ?? 0;
+  };
+
+  const remember = (hash: string, record: KeyRecord | null, t: number) => {
+    if (record === null) {
+      if (negative.size >= MAX_NEGATIVE) negative.delete(negative.keys().next().value as string);
+      negative.set(hash, t + NEGATIVE_TTL_MS);
+      return;
+    }
+    cache.delete(hash);
+    // Oldest first out: Map keeps insertion order, and a refreshed entry is re-inserted.
+    if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
+    cache.set(hash, { record, until: t + CACHE_TTL_MS });
+  };
+
+  const dropWhere = (matches: (record: KeyRecord) => boolean) => {
+    for (const [hash, entry] of cache) if (matches(entry.record)) cache.delete(hash);
+  };
+
+  const apply = (message: Invalidation) => {
+    generation++;
+    if (message.type === 'key') {
+      if (message.hash) {
+        cache.delete(message.hash);
+        negative.delete(message.hash);
+      }
+      const keyId = message.keyId;
+      if (keyId) dropWhere((r) => r.keyId === keyId);
+    } else {
+      dropWhere((r) => r.accountId === message.accountId);
+    }
+  };
+
+  const publish = (message: Invalidation) => deps.redis.publish(deps.channel, JSON.stringify(message));
+
+  const touch = (keyId: string, t: number) => {
+    if (t - (lastUsedWritten.get(keyId) ?? Number.NEGATIVE_INFINITY) < LAST_USED_EVERY_MS) return;
+    if (lastUsedWritten.size > MAX_CACHED) lastUsedWritten.clear();
+    lastUsedWritten.set(keyId, t);
+    // Bookkeeping only: a failed write must not fail the gateway call it rides on.
+    deps.db.apiKey
+      .updateMany({ where: { id: keyId }, data: { lastUsedAt: new Date(t) } })
+      .catch((err: unknown) => warn(err, 'keys: could not record lastUsedAt'));
+  };
+
+  const load = (hash: string): Promise<KeyRecord | null> => {
+    const pending = inflight.get(hash);
+    if (pending && pending.generation === generation) return pending.promise;
+    const gen = generation;
+    const promise = deps.db.apiKey
+      .findUnique({
+        where: { hash },
+        select: {
+          id: true,
+          accountId: true,
+          status: true,
+          expiresAt: true,
+          account: {
+            select: {
+              status: true,
+              tier: true,
+              limitsOverride: true,
+              membership: { select: { clusterId: true } },
+            },
+          },
+        },
+      })
+      .then((row) => {
+        const record: KeyRecord | null =
+          row && row.status === 'active'
+            ? {
+                keyId: row.id,
+                accountId: row.accountId,
+                expiresAt: row.expiresAt?.getTime() ?? null,
+                account: {
+                  status: row.account.status,
+                  tier: row.account.tier,
+                  limitsOverride: row.account.limitsOverride,
+                  clusterId: row.account.membership?.clusterId ?? null,
+                },
+              }
+            : null;
+        if (gen === generation) remember(hash, record, now());
+        return record;
+      })
+      .finally(() => {
+        if (inflight.get(hash)?.promise === promise) inflight.delete(hash);
+      });
+    inflight.set(hash, { generation: gen, promise });
+    return promise;
+  };
+
+  const handleInvalidation = (message: string) => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(message);
+    } catch {
+      return;
+    }
+    const parsed = invalidation.safeParse(raw);
+    if (parsed.success) apply(parsed.data);
+  };
+
+  const clear = () => {
+    generation++;
+    cache.clear();
+    negative.clear();
+  };
+
+  const onMessage = (channel: string, message: string) => {
+    if (channel === deps.channel) handleInvalidation(message);
+  };
+  let subscribed: Promise<void> = Promise.resolve();
+  if (deps.subscriber) {
+    deps.subscriber.on('message', onMessage);
+    // Messages published while the subscriber was reconnecting are lost, so a reconnect drops all.
+    deps.subscriber.on('ready', clear);
+    subscribed = deps.subscriber.subscribe(deps.channel).then(() => undefined);
+    subscribed.catch((err: unknown) => warn(err, 'keys: could not subscribe to invalidations'));
+  }
+
+  return {
+    async create(accountId, input, actor) {
+      const t = now();
+      if (input.expiresAt && input.expiresAt.getTime() <= t) {
+        throw new ProblemError('validation_failed', {
+          detail: 'Invalid body: expiresAt',
+          errors: [{ field: 'expiresAt', message: 'must be in the future' }],
+        });
+      }
+      const key = newSecret(KEY_PREFIX);
+      const row = await deps.db.$transaction(async (tx) => {
+        const account = await lockAccount(tx, accountId);
+        refuseUnlessActive(account.status);
+        const max = maxKeysFor(account.tier);
+        const live = await tx.apiKey.count({ where: liveKeys(accountId, t) });
+        if (live >= max) {
+          throw keyProblem(
+            'key_limit_reached',
+            `The account's tier allows ${max} live keys; revoke one to make room`,
+          );
+        }
+        const row = await tx.apiKey.create({
+          data: {
+            id: newId('key', t),
+            accountId,
+            name: input.name ?? null,
+            hash: hmacHex(deps.pepper, key),
+            prefix: key.slice(0, DISPLAY_PREFIX_LENGTH),
+            expiresAt: input.expiresAt ?? null,
+          },
+        });
+        await deps.audit.record(
+          {
+            actor: actor.tokenId,
+            action: 'key.created',
+            subjectType: 'key',
+            subjectId: row.id,
+            data: { accountId, name: row.name, expiresAt: row.expiresAt?.toISOString() ?? null },
+          },
+          tx,
+        );
+        return row;
+      }, TX_OPTIONS);
+      return created(row, key);
+    },
+
+    async list(accountId) {
+      const [account, rows] = await Promise.all([
+        deps.db.account.findUnique({ where: { id: accountId }, select: { id: true } }),
+        deps.db.apiKey.findMany({
+          where: { accountId },
+          omit: { hash: true },
+          orderBy: { createdAt: 'desc' },
+          take: 1000,
+        }),
+      ]);
+      if (!account) throw accountNotFound(accountId);
+      const t = now();
+      return rows.map((row) => view(row, t));
+    },
+
+    async revoke(keyId, actor) {
+      const key = await deps.db.apiKey.findUnique({
+        where: { id: keyId },
+        select: { hash: true, accountId: true, status: true },
+      });
+      if (!key) throw keyNotFound(keyId);
+      if (key.status === 'active') {
+        await deps.db.$transaction(async (tx) => {
+          const { count } = await tx.apiKey.updateMany({
+            where: { id: keyId, status: 'active' },
+            data: { status: 'revoked', revokedAt: new Date(now()) },
+          });
+          if (count === 0) return;
+          await deps.audit.record(
+            {
+              actor: actor.tokenId,
+              action: 'key.revoked',
+              subjectType: 'key',
+              subjectId: keyId,
+              data: { accountId: key.accountId },
+            },
+            tx,
+          );
+        });
+      }
+      const message: Invalidation = { type: 'key', keyId, hash: key.hash };
+      apply(message);
+      // A failure here surfaces (503) so the caller retries; a retry publishes again.
+      await publish(message);
+    },
+
+    async rotate(keyId, input, actor) {
+      const graceMs = Math.min(Math.max(input.graceSeconds ?? 0, 0), MAX_GRACE_SECONDS) * 1000;
+      const t = now();
+      const key = newSecret(KEY_PREFIX);
+      const owner = await deps.db.apiKey.findUnique({ where: { id: keyId }, select: { accountId: true } });
+      if (!owner) throw keyNotFound(keyId);
+      const result = await deps.db.$transaction(async (tx) => {
+        const account = await lockAccount(tx, owner.accountId);
+        refuseUnlessActive(account.status);
+        const old = await tx.apiKey.findUnique({ where: { id: keyId } });
+        if (!old) throw keyNotFound(keyId);
+        if (stateOf(old, t) !== 'active') {
+          throw keyProblem('key_not_active', `Key ${keyId} is ${stateOf(old, t)}`);
+        }
+        if (old.rotatedTo) {
+          throw keyProblem('key_already_rotated', `Key ${keyId} was replaced by ${old.rotatedTo}`);
+        }
+        const successor = await tx.apiKey.create({
+          data: {
+            id: newId('key', t),
+            accountId: old.accountId,
+            name: old.name,
+            hash: hmacHex(deps.pepper, key),
+            prefix: key.slice(0, DISPLAY_PREFIX_LENGTH),
+            expiresAt: old.expiresAt,
+          },
+        });
+        const endsAt = new Date(Math.min(old.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY, t + graceMs));
+        await tx.apiKey.update({
+          where: { id: keyId },
+          data: {
+            rotatedTo: successor.id,
+            expiresAt: endsAt,
+            ...(graceMs === 0 ? { status: 'revoked' as const, revokedAt: new Date(t) } : {}),
+          },
+        });
+        await deps.audit.record(
+          {
+            actor: actor.tokenId,
+            action: 'key.rotated',
+            subjectType: 'key',
+            subjectId: keyId,
+            data: { accountId: old.accountId, successor: successor.id, until: endsAt.toISOString() },
+          },
+          tx,
+        );
+        return { successor, oldHash: old.hash, endsAt };
+      }, TX_OPTIONS);
+      const message: Invalidation = { type: 'key', keyId, hash: result.oldHash };
+      apply(message);
+      try {
+        await publish(message);
+      } catch (err) {
+        // The new secret exists only in this answer, so it must reach the caller; other instances
+        // stop trusting their cached copy of the old key within the cache TTL.
+        warn(err, 'keys: could not publish the invalidation of a rotated key');
+      }
+      return {
+        ...created(result.successor, key),
+        previous: { id: keyId, expiresAt: result.endsAt.toISOString() },
+      };
+    },
+
+    async lookup(secret) {
+      if (!KEY_FORMAT.test(secret)) return null;
+      const hash = hmacHex(deps.pepper, secret);
+      const t = now();
+      let record: KeyRecord | null;
+      const hit = cache.get(hash);
+      if (hit && hit.until > t) {
+        record = hit.record;
+      } else {
+        if (hit) cache.delete(hash);
+        const deadUntil = negative.get(hash);
+        if (deadUntil !== undefined && deadUntil > t) return null;
+        if (deadUntil !== undefined) negative.delete(hash);
+        record = await load(hash);
+      }
+      if (!record || (record.expiresAt !== null && record.expiresAt <= t)) return null;
+      touch(record.keyId, t);
+      return record;
+    },
+
+    handleInvalidation,
+
+    async invalidateAccount(accountId) {
+      const message: Invalidation = { type: 'account', accountId };
+      apply(message);
+      await publish(message);
+    },
+
+    clear,
+
+    ready: () => subscribed,
+
+    close() {
+      deps.subscriber?.off('message', onMessage);
+      deps.subscriber?.off('ready', clear);
+    },
+  };
+}
