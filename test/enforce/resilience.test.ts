@@ -1,0 +1,178 @@
+import { createServer as createHttp, type Server } from 'node:http';
+import { createServer as createTcp, type Socket, type Server as TcpServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEnforceHandler } from '../../src/enforce/http.ts';
+import { createEnforceService, type EnforceService } from '../../src/enforce/service.ts';
+import { createSlidingWindowLimiter } from '../../src/limits/limiter.ts';
+import { parsePolicy } from '../../src/policy/policy.ts';
+import { createRedis, failFastWhenDisconnected } from '../../src/redis/client.ts';
+import { createHostingClassifier } from '../../src/signals/hosting.ts';
+import { createAccount, createKey } from '../support/accounts.ts';
+import { startTestApp, type TestApp, testPrefix } from '../support/harness.ts';
+
+// Enforcement must answer even when its stores do not: by the fail mode, within its budget.
+// And a revocation or suspension on one instance must reach every other instance within a second.
+
+let a: TestApp;
+let b: TestApp;
+let keysToken: string;
+let gatewayA: string;
+beforeAll(async () => {
+  const prefix = testPrefix();
+  // Two API instances of one deployment: same database, same Redis prefix (so the same channel).
+  a = await startTestApp({ prefix });
+  b = await startTestApp({ prefix });
+  keysToken = await a.tokenWith('keys');
+  gatewayA = await a.tokenWith('enforce');
+});
+afterAll(async () => {
+  await b.close();
+  await a.close();
+});
+
+const decisionOf = async (app: TestApp, token: string, key: string) => {
+  const res = await app.request('POST', '/v1/enforce', { token, body: { key, ip: '73.50.1.1' } });
+  return res.body as { decision: string; reason?: string };
+};
+
+async function until(check: () => Promise<boolean>, ms: number): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < ms) {
+    if (await check()) return Date.now() - started;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`not within ${ms} ms`);
+}
+
+describe('two instances', () => {
+  it('a key revoked on one instance is refused by the other within one second', async () => {
+    const accountId = await createAccount(a);
+    const { key, id } = await createKey(a, accountId, keysToken);
+    // The same token works on both instances: they share PostgreSQL.
+    expect((await decisionOf(b, gatewayA, key)).decision).toBe('allow');
+    const revoked = await a.request('DELETE', `/v1/keys/${id}`, { token: keysToken });
+    expect(revoked.status).toBe(204);
+    const ms = await until(async () => (await decisionOf(b, gatewayA, key)).reason === 'invalid_key', 1_000);
+    expect(ms).toBeLessThan(1_000);
+  });
+
+  it('an account suspended through one instance is refused by the other within one second', async () => {
+    const accountId = await createAccount(a);
+    const { key } = await createKey(a, accountId, keysToken);
+    expect((await decisionOf(b, gatewayA, key)).decision).toBe('allow');
+    await a.ctx.db.account.update({ where: { id: accountId }, data: { status: 'suspended' } });
+    await a.ctx.apiKeys.invalidateAccount(accountId);
+    await until(async () => (await decisionOf(b, gatewayA, key)).reason === 'account_suspended', 1_000);
+  });
+});
+
+describe('when a dependency does not answer', () => {
+  let blackhole: TcpServer;
+  const sockets: Socket[] = [];
+  let port = 0;
+  beforeAll(async () => {
+    // Accepts connections and never says a word: a Redis that hangs.
+    blackhole = createTcp((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    port = (blackhole.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => blackhole.close(() => resolve()));
+  });
+
+  async function serviceOnDeadRedis(failMode: 'open' | 'closed') {
+    const accountId = await createAccount(a);
+    const { key } = await createKey(a, accountId, keysToken);
+    const redis = createRedis({
+      url: `redis://127.0.0.1:${port}`,
+      connectTimeoutMs: 200,
+      commandTimeoutMs: 50,
+      failFast: true,
+    });
+    redis.on('error', () => undefined);
+    void redis.connect().catch(() => undefined);
+    failFastWhenDisconnected(redis);
+    const policy = parsePolicy(`version: 1\nenforcement:\n  failMode: ${failMode}\n`);
+    const service = createEnforceService({
+      resolveKey: a.ctx.apiKeys.lookup,
+      rules: a.ctx.rules,
+      limiter: createSlidingWindowLimiter(redis),
+      redis,
+      keys: a.ctx.keys,
+      asn: a.ctx.asn,
+      hosting: createHostingClassifier(),
+      policy: () => policy,
+      emergencyFactor: () => 1,
+      logger: a.ctx.logger,
+    });
+    return { service, key, close: () => redis.disconnect() };
+  }
+
+  it('fails closed by default: limiter_unavailable, at once', async () => {
+    const { service, key, close } = await serviceOnDeadRedis('closed');
+    try {
+      const started = Date.now();
+      const outcome = await service.decide({ key, ip: '73.50.2.2' });
+      expect(outcome).toMatchObject({ decision: 'deny', reason: 'limiter_unavailable', retryAfterMs: 1000 });
+      expect(Date.now() - started).toBeLessThan(500);
+    } finally {
+      close();
+    }
+  });
+
+  it('fails open when the policy says so: allow, counting nothing', async () => {
+    const { service, key, close } = await serviceOnDeadRedis('open');
+    try {
+      const outcome = await service.decide({ key, ip: '73.50.2.3' });
+      expect(outcome).toMatchObject({ decision: 'allow', limits: [] });
+    } finally {
+      close();
+    }
+  });
+
+  async function serveWithDeadline(
+    enforce: EnforceService,
+    failMode: 'open' | 'closed',
+  ): Promise<{ url: string; server: Server }> {
+    const handler = createEnforceHandler({
+      enforce,
+      tokens: a.ctx.tokens,
+      metrics: null,
+      logger: a.ctx.logger,
+      trustedProxies: [],
+      deadlineMs: 100,
+      failMode: () => failMode,
+    });
+    const server = createHttp((req, res) => {
+      if (!handler(req, res)) res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
+  }
+
+  it('answers within its deadline by the fail mode when a decision hangs', async () => {
+    // A key store that never answers (a PostgreSQL stuck on a lock, say).
+    const hanging: EnforceService = { decide: () => new Promise(() => undefined), usage: async () => [] };
+    for (const [mode, expected] of [
+      ['closed', { decision: 'deny', reason: 'limiter_unavailable' }],
+      ['open', { decision: 'allow' }],
+    ] as const) {
+      const { url, server } = await serveWithDeadline(hanging, mode);
+      try {
+        const started = Date.now();
+        const res = await fetch(`${url}/v1/enforce`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${gatewayA}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ key: 'gh_live_x', ip: '73.50.3.3' }),
+        });
+        expect(res.status).toBe(200);
+        expect(await res.json()).toMatchObject(expected);
+        expect(Date.now() - started).toBeLessThan(1_000);
+      } finally {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    }
+  });
+});
