@@ -5,6 +5,7 @@ import { enrich } from './enrich.ts';
 import { maintenance } from './maintenance.ts';
 import { createNotifyProcessor } from './notify.ts';
 import type { Processor } from './processor.ts';
+import { startUsageIngestor } from './usage-ingest.ts';
 
 /** Every queue consumer this process runs. */
 export const processors: Processor[] = [
@@ -62,11 +63,13 @@ export async function startWorkers(ctx: Context, list: Processor[] = processors)
     }
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  // Not a BullMQ queue: a consumer group on the usage stream that enforcement appends to.
+  const usage = await startUsageIngestor(ctx);
   ctx.logger.info({ queues: list.map((p) => p.queue) }, 'workers started');
   return {
     workers,
     async close() {
-      await Promise.all(workers.map((w) => w.close()));
+      await Promise.all([...workers.map((w) => w.close()), usage.close()]);
       await connection.quit().catch(() => connection.disconnect());
     },
   };

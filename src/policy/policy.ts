@@ -192,10 +192,79 @@ const enforcementSchema = z.strictObject({
 
 export type EnforcementPolicy = z.infer<typeof enforcementSchema>;
 
+const score = z.number().min(0).max(1);
+
+const detectionSchema = z.strictObject({
+  /**
+   * Weight of one shared signal between two accounts, by kind, before rarity and time scaling.
+   * A kind missing here (or 0) never links; it can still be a feature of a cluster.
+   */
+  weights: z.record(z.string(), z.number().min(0).max(10)).default({
+    email: 2,
+    phone: 2,
+    fingerprint: 1.5,
+    usage_fingerprint: 1.2,
+    tls_fingerprint: 0.3,
+    email_pattern: 0.9,
+    email_domain: 0.5,
+    disposable: 0.2,
+    phone_prefix: 0.6,
+    ip: 0.8,
+    usage_ip: 0.6,
+    subnet: 0.35,
+    usage_subnet: 0.25,
+    hosting_asn: 0.15,
+    user_agent: 0.1,
+    query_lsh: 0.35,
+    sync_slot: 0.2,
+  }),
+  /**
+   * Buckets (one signal value) shared by more accounts than this are too common to link by (a
+   * carrier's CGNAT, a popular user agent); they stay features. Bounds the cost of linking one account.
+   */
+  bucketCap: z.number().int().min(2).max(100_000).default(200),
+  bucketCaps: z.record(z.string(), z.number().int().min(2).max(100_000)).default({ user_agent: 1_000, hosting_asn: 2_000 }),
+  /** Multi-valued kinds (query bands, activity slots, usage IPs) reach full weight at this many shared values. */
+  saturation: z.record(z.string(), z.number().int().min(1).max(1_000)).default({ query_lsh: 4, sync_slot: 6, usage_ip: 2, usage_subnet: 2 }),
+  /** Signup-time proximity: a shared signal of accounts made this far apart counts half. */
+  timeHalfLife: duration.default(7 * 86_400_000),
+  /** Links at or above this weight join clusters. */
+  linkThreshold: z.number().min(0).default(1.5),
+  /** Usage features look back this far from the run's event time. */
+  featureWindow: duration.default(14 * 86_400_000),
+  /** Score thresholds: the policy maps a cluster's score to an action. */
+  actions: z
+    .strictObject({
+      review: score.default(0.45),
+      throttle: score.default(0.6),
+      /** Between throttle and suspend: members must pass the phone step-up (null: no such step). */
+      challenge: score.nullable().default(0.7),
+      suspend: score.default(0.8),
+      /** Smaller clusters are never suspended automatically (at most challenged). */
+      minSuspendSize: z.number().int().min(2).default(5),
+      minClusterSize: z.number().int().min(2).default(3),
+    })
+    .prefault({}),
+  /** A single account's own risk (e.g. a lone 24/7 limit-hugger) maps to these. */
+  account: z
+    .strictObject({
+      review: score.default(0.6),
+      throttle: score.default(0.85),
+    })
+    .prefault({}),
+  /** A full analysis runs this often (job scheduler); 0 turns it off. */
+  schedule: z.union([z.literal(0), duration]).default(15 * 60_000),
+  /** Alert when a tier's aggregate daily usage runs this many times above its baseline. */
+  tierSurgeFactor: z.number().min(1).default(3),
+});
+
+export type DetectionPolicy = z.infer<typeof detectionSchema>;
+
 export const policySchema = z.strictObject({
   version: z.literal(1),
   signup: signupSchema.prefault({}),
   enforcement: enforcementSchema.prefault({}),
+  detection: detectionSchema.prefault({}),
   retention: z
     .strictObject({
       /** Verification secrets (hashes) are purged this long after they expired. */
