@@ -1,8 +1,7 @@
-import type { Server } from 'node:http';
 import { type Config, ConfigError, loadConfig, redactUrl } from './config.ts';
 import { type Context, createContext, DependencyError } from './context.ts';
 import { applyMigrations, ensureDatabase } from './db/migrate.ts';
-import { createHttpServer } from './http/server.ts';
+import { createHttpServer, type GatehouseServer } from './http/server.ts';
 import { createLogger } from './logger.ts';
 import { PolicyError } from './policy/policy.ts';
 
@@ -56,7 +55,7 @@ async function main(): Promise<void> {
     fail(`start-up failed: ${(err as Error).message?.split('\n')[0] ?? String(err)}`);
   }
 
-  let server: Server | undefined;
+  let server: GatehouseServer | undefined;
   let workers: { close(): Promise<void> } | undefined;
   if (mode === 'all' || mode === 'workers') {
     const { startWorkers } = await import('../workers/index.ts');
@@ -64,7 +63,8 @@ async function main(): Promise<void> {
   }
   if (mode === 'all' || mode === 'api') {
     const s = createHttpServer(ctx);
-    server = await new Promise<Server>((resolve, reject) => {
+
+    server = await new Promise<GatehouseServer>((resolve, reject) => {
       s.once('error', reject);
       s.listen(config.PORT, config.HOST, () => resolve(s));
     }).catch((err: NodeJS.ErrnoException) =>
@@ -97,6 +97,7 @@ async function main(): Promise<void> {
       // Stop accepting at once; idle keep-alive sockets go now, busy ones after their response.
       server.closeIdleConnections();
       await closed;
+      await server.drained();
     }
     await workers?.close();
     await ctx.close();

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Context } from '../context.ts';
 import { createEnforceHandler } from '../enforce/http.ts';
 import { createApp } from './app.ts';
@@ -7,7 +7,12 @@ import { createApp } from './app.ts';
  * The HTTP server: the enforcement routes are answered by their node:http fast path (see
  * src/enforce/http.ts for why), everything else by the Express app.
  */
-export function createHttpServer(ctx: Context): Server {
+export interface GatehouseServer extends Server {
+  /** Resolves once every handler has answered, including those whose client already hung up. */
+  drained(): Promise<void>;
+}
+
+export function createHttpServer(ctx: Context): GatehouseServer {
   const app = createApp(ctx);
   const fast = createEnforceHandler({
     enforce: ctx.enforce,
@@ -18,7 +23,27 @@ export function createHttpServer(ctx: Context): Server {
     deadlineMs: ctx.config.ENFORCE_DEADLINE_MS,
     failMode: () => ctx.policy.enforcement.failMode,
   });
-  return createServer((req, res) => {
+  // A client that hangs up mid-request closes its socket, but its handler goes on writing to
+  // PostgreSQL and Redis; a handler is done when it ends its response, socket or no socket.
+  let inFlight = 0;
+  const track = (res: ServerResponse) => {
+    inFlight++;
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    let done = false;
+    res.end = ((...args: unknown[]) => {
+      if (!done) {
+        done = true;
+        inFlight--;
+      }
+      return end(...args);
+    }) as ServerResponse['end'];
+  };
+  const server = createServer((req, res) => {
+    track(res);
     if (!fast(req, res)) app(req, res);
-  });
+  }) as GatehouseServer;
+  server.drained = async () => {
+    while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
+  };
+  return server;
 }

@@ -226,10 +226,21 @@ const detectionSchema = z.strictObject({
   bucketCaps: z.record(z.string(), z.number().int().min(2).max(100_000)).default({ user_agent: 1_000, hosting_asn: 2_000 }),
   /** Multi-valued kinds (query bands, activity slots, usage IPs) reach full weight at this many shared values. */
   saturation: z.record(z.string(), z.number().int().min(1).max(1_000)).default({ query_lsh: 4, sync_slot: 6, usage_ip: 2, usage_subnet: 2 }),
-  /** Signup-time proximity: a shared signal of accounts made this far apart counts half. */
-  timeHalfLife: duration.default(7 * 86_400_000),
+  /**
+   * Kinds whose large buckets are themselves suspicious (500 accounts on one device fingerprint):
+   * above the cap, an account is linked to the `bucketCap` bucket members nearest to it in time
+   * instead of to none, so the bucket stays connected at a bounded cost.
+   */
+  sampledKinds: z
+    .array(z.string())
+    .default(['email', 'phone', 'fingerprint', 'usage_fingerprint', 'email_pattern', 'phone_prefix', 'query_lsh', 'tls_fingerprint']),
+  /**
+   * Signup-time proximity scales a shared signal from 1.5x (made minutes apart) down to 0.25x
+   * (months apart); this is the half-life of the bonus.
+   */
+  timeHalfLife: duration.default(2 * 86_400_000),
   /** Links at or above this weight join clusters. */
-  linkThreshold: z.number().min(0).default(1.5),
+  linkThreshold: z.number().min(0).default(1.2),
   /** Usage features look back this far from the run's event time. */
   featureWindow: duration.default(14 * 86_400_000),
   /** Score thresholds: the policy maps a cluster's score to an action. */
