@@ -67,6 +67,10 @@ const schema = z.object({
   NOTIFY_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   NOTIFY_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
   SMTP_URL: url(['smtp:', 'smtps:']).optional(),
+  // Operator alerts (a cluster throttled or suspended, a tier surging): a signed webhook, with its
+  // own secret so whatever relays SMS codes cannot forge a suspension alert.
+  ALERT_WEBHOOK_URL: url(['http:', 'https:']).optional(),
+  ALERT_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   SMTP_FROM: z.string().min(3).default('Gatehouse <no-reply@localhost>'),
 
   // IP -> ASN: the bundled @ip-location-db data, or an MMDB file (GeoLite2-ASN, IPinfo) when set.
@@ -117,6 +121,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.NOTIFIER === 'smtp' && !config.SMTP_URL) {
     throw new ConfigError('SMTP_URL', 'must be set when NOTIFIER=smtp');
+  }
+  if (config.ALERT_WEBHOOK_URL && !config.ALERT_WEBHOOK_SECRET) {
+    throw new ConfigError('ALERT_WEBHOOK_SECRET', 'must be set when ALERT_WEBHOOK_URL is');
   }
   return config;
 }

@@ -4,9 +4,14 @@ import { type AccountService, createAccountService } from './accounts/service.ts
 import { type AuditLog, createAuditLog } from './audit/audit.ts';
 import { type Config, redactUrl } from './config.ts';
 import { createDb, type Db } from './db/client.ts';
+import { type ActionService, createActionService } from './detection/actions.ts';
+import { computeFeatures } from './detection/feature-store.ts';
+import { dailyQuotaOf, type RunDeps } from './detection/run.ts';
+import { createRunService, type RunService } from './detection/runs.ts';
 import { createEmergencySwitch, type EmergencySwitch } from './enforce/emergency.ts';
 import { createEnforceService, type EnforceService } from './enforce/service.ts';
 import { createMetrics, type HttpMetrics } from './http/metrics.ts';
+import { createImportService, type ImportService } from './import/service.ts';
 import { createKeyService, type KeyService } from './keys/service.ts';
 import { resolvePepper } from './lib/pepper.ts';
 import { createSlidingWindowLimiter } from './limits/limiter.ts';
@@ -18,24 +23,17 @@ import { connectRedis, createRedis, failFastWhenDisconnected } from './redis/cli
 import { createKeys, type RedisKeys } from './redis/keys.ts';
 import { createRuleService, RULES_INVALIDATION, type RuleService } from './rules/service.ts';
 import { type AsnDatabase, loadAsnDatabase } from './signals/asn.ts';
+import { loadCountryDatabase } from './signals/country.ts';
 import { createDisposableChecker } from './signals/disposable.ts';
 import { createHostingClassifier } from './signals/hosting.ts';
 import { type Cidr, parseCidr } from './signals/ip.ts';
 import { type CaptchaVerifier, createCaptchaVerifier } from './signup/captcha.ts';
 import { createReplayGuard } from './signup/captcha-replay.ts';
 import { createSignupService, type SignupService } from './signup/service.ts';
+import { DependencyError } from './startup.ts';
 import { createTokenService, type TokenService } from './tokens/service.ts';
 
-/** A store that could not be reached at start-up, named with its (password-free) address. */
-export class DependencyError extends Error {
-  constructor(
-    readonly dependency: 'PostgreSQL' | 'Redis',
-    readonly where: string,
-    readonly reason: string,
-  ) {
-    super(`cannot reach ${dependency} at ${where} (${reason})`);
-  }
-}
+export { DependencyError };
 
 export interface Context {
   config: Config;
@@ -57,6 +55,11 @@ export interface Context {
   emergency: EmergencySwitch;
   enforce: EnforceService;
   trustedProxies: Cidr[];
+  actions: ActionService;
+  runs: RunService;
+  imports: ImportService;
+  /** What an analysis run needs (workers/analysis.ts). */
+  detection: RunDeps;
   /** Is each store answering now? For /readyz. */
   readiness(): Promise<{ postgres: boolean; redis: boolean }>;
   close(): Promise<void>;
@@ -187,6 +190,11 @@ export async function createContext(
   });
   const captcha = buildCaptcha(config, logger);
   const notifier = createNotifier(config, logger);
+  const disposable = createDisposableChecker({
+    extraBlock: signupPolicy.email.extraDisposableDomains,
+    extraAllow: signupPolicy.email.notDisposableDomains,
+  });
+  const imports = createImportService({ db, audit, asn, hosting, disposable, policy: () => policy, logger });
   const signups = createSignupService({
     db,
     keys,
@@ -196,10 +204,7 @@ export async function createContext(
     replay: createReplayGuard(redis, (hash) => keys.captchaSeen(hash)),
     asn,
     hosting,
-    disposable: createDisposableChecker({
-      extraBlock: signupPolicy.email.extraDisposableDomains,
-      extraAllow: signupPolicy.email.notDisposableDomains,
-    }),
+    disposable,
     rules,
     queues,
     policy: () => policy,
@@ -207,7 +212,45 @@ export async function createContext(
     logger,
     ...(config.EMAIL_MX_CHECK ? { hasMx } : {}),
   });
-  const accounts = createAccountService({ db, redis, keys, limiter, queues, policy: () => policy, pepper });
+  const actions = createActionService({
+    db,
+    audit,
+    apiKeys,
+    queues,
+    logger,
+    policy: () => policy,
+    ...(config.ALERT_WEBHOOK_URL && config.ALERT_WEBHOOK_SECRET
+      ? { alertWebhook: { url: config.ALERT_WEBHOOK_URL, secret: config.ALERT_WEBHOOK_SECRET } }
+      : {}),
+  });
+  const runs = createRunService({ db, queues });
+  const country = await loadCountryDatabase();
+  const detection: RunDeps = {
+    db,
+    policy: () => policy,
+    actions,
+    audit,
+    apiKeys,
+    logger,
+    computeFeatures: (asOf) =>
+      computeFeatures(db, {
+        asOf,
+        policy: policy.detection,
+        dailyLimitOf: (tier) => dailyQuotaOf(policy, tier),
+        country,
+      }),
+  };
+  const accounts = createAccountService({
+    db,
+    redis,
+    keys,
+    limiter,
+    queues,
+    policy: () => policy,
+    pepper,
+    // A step-up that reactivates an account must reach every instance's key cache at once.
+    onStatusChange: (id) => apiKeys.invalidateAccount(id),
+  });
   const metrics = createMetrics({
     defaultMetrics: config.METRICS_ENABLED,
     queueDepths: () => queues.depths(),
@@ -232,6 +275,10 @@ export async function createContext(
     apiKeys,
     emergency,
     enforce,
+    actions,
+    runs,
+    imports,
+    detection,
     trustedProxies: config.TRUSTED_PROXIES.split(',')
       .map((c) => c.trim())
       .filter((c) => c !== '')

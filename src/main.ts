@@ -1,9 +1,7 @@
-import { type Config, ConfigError, loadConfig, redactUrl } from './config.ts';
-import { type Context, createContext, DependencyError } from './context.ts';
-import { applyMigrations, ensureDatabase } from './db/migrate.ts';
-import { createHttpServer, type GatehouseServer } from './http/server.ts';
-import { createLogger } from './logger.ts';
-import { PolicyError } from './policy/policy.ts';
+import { type Config, ConfigError, loadConfig } from './config.ts';
+import type { Context } from './context.ts';
+import type { GatehouseServer } from './http/server.ts';
+import { checkPostgres, checkRedis, DependencyError, migrate } from './startup.ts';
 
 // Entry point: `all` (API and workers in one process, migrating first: the quick start),
 // `api`, `workers` (production: each scaled on its own) and `migrate`.
@@ -14,21 +12,6 @@ type Mode = 'all' | 'api' | 'workers' | 'migrate';
 function fail(message: string): never {
   process.stderr.write(`gatehouse: ${message}\n`);
   process.exit(1);
-}
-
-async function migrate(config: Config, log: (msg: string) => void): Promise<void> {
-  const where = redactUrl(config.DATABASE_URL);
-  try {
-    if (await ensureDatabase(config.DATABASE_URL)) log(`created database ${where}`);
-    const { applied } = await applyMigrations(config.DATABASE_URL, { log });
-    if (applied.length > 0) log(`applied ${applied.length} migration(s)`);
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (e.code && /^E[A-Z]+$/.test(e.code)) throw new DependencyError('PostgreSQL', where, e.code);
-    if (/timeout/i.test(e.message ?? ''))
-      throw new DependencyError('PostgreSQL', where, 'connection timeout');
-    throw err;
-  }
 }
 
 async function main(): Promise<void> {
@@ -43,15 +26,21 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`);
     throw err;
   }
+  // The stores are checked before the rest of Gatehouse is loaded: a missing one is reported in one
+  // line within seconds, not after every module has been compiled and imported.
+  const { createLogger } = await import('./logger.ts');
   const logger = createLogger(config.LOG_LEVEL);
 
   let ctx: Context;
   try {
     if (mode === 'all' || mode === 'migrate') await migrate(config, (msg) => logger.info(msg));
+    else await checkPostgres(config);
     if (mode === 'migrate') process.exit(0);
+    await checkRedis(config);
+    const { createContext } = await import('./context.ts');
     ctx = await createContext(config, { logger });
   } catch (err) {
-    if (err instanceof DependencyError || err instanceof PolicyError) fail(err.message);
+    if (err instanceof DependencyError || (err as Error).name === 'PolicyError') fail((err as Error).message);
     fail(`start-up failed: ${(err as Error).message?.split('\n')[0] ?? String(err)}`);
   }
 
@@ -62,6 +51,7 @@ async function main(): Promise<void> {
     workers = await startWorkers(ctx);
   }
   if (mode === 'all' || mode === 'api') {
+    const { createHttpServer } = await import('./http/server.ts');
     const s = createHttpServer(ctx);
 
     server = await new Promise<GatehouseServer>((resolve, reject) => {

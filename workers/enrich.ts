@@ -1,4 +1,5 @@
 import { UnrecoverableError } from 'bullmq';
+import { candidatePairs, saveLinks, weighPairs } from '../src/detection/link.ts';
 import { type SignupContext, signupSignals } from '../src/signals/extract.ts';
 import { defineProcessor } from './processor.ts';
 
@@ -12,7 +13,8 @@ type Flags = {
 /**
  * Writes an account's signup signals into the inverted index (signal kind + value -> account),
  * stamped with the account's own creation time (event time, so imported history indexes the same
- * way as live signups). Idempotent: a retried job finds the rows already there.
+ * way as live signups), then links the account to those it shares signals with. Idempotent: a
+ * retried job finds the rows already there and recomputes the same links.
  */
 export const enrich = defineProcessor({
   queue: 'enrich',
@@ -44,6 +46,11 @@ export const enrich = defineProcessor({
       data: signals.map((s) => ({ ...s, accountId: account.id, at: account.createdAt })),
       skipDuplicates: true,
     });
-    return { signals: signals.length, written: count };
+    // Link the new account at once, at a cost bounded by the bucket caps; clusters form at the
+    // next analysis run.
+    const pairs = await candidatePairs(ctx.db, [account.id], ctx.policy.detection, new Date());
+    const links = weighPairs(pairs, ctx.policy.detection);
+    await saveLinks(ctx.db, links);
+    return { signals: signals.length, written: count, links: links.length };
   },
 });

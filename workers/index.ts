@@ -1,6 +1,8 @@
 import { type Job, Worker } from 'bullmq';
 import type { Context } from '../src/context.ts';
 import { createRedis } from '../src/redis/client.ts';
+import { createAlertsProcessor } from './alerts.ts';
+import { analysis } from './analysis.ts';
 import { enrich } from './enrich.ts';
 import { maintenance } from './maintenance.ts';
 import { createNotifyProcessor } from './notify.ts';
@@ -12,6 +14,12 @@ export const processors: Processor[] = [
   maintenance,
   createNotifyProcessor((ctx) => ctx.notifier),
   enrich,
+  analysis,
+  createAlertsProcessor(({ config }) =>
+    config.ALERT_WEBHOOK_URL && config.ALERT_WEBHOOK_SECRET
+      ? { url: config.ALERT_WEBHOOK_URL, secret: config.ALERT_WEBHOOK_SECRET }
+      : undefined,
+  ),
 ] as unknown as Processor[];
 
 export interface WorkerPool {

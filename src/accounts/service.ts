@@ -47,6 +47,8 @@ export interface AccountDeps {
   queues: Queues;
   policy: () => Policy;
   pepper: string;
+  /** Tells every instance an account's status changed (drops cached keys). */
+  onStatusChange?: (accountId: string) => Promise<void>;
   now?: () => number;
 }
 

@@ -58,9 +58,15 @@ export function createEnforceHandler(deps: EnforceHttpDeps): FastHandler {
       void serve(deps, req, res, ENFORCE_PATH, () => jsonDecision(deps, req, res));
       return true;
     }
-    if (path === FORWARD_AUTH_PATH && (req.method === 'GET' || req.method === 'HEAD')) {
-      const nginx = q !== -1 && new URLSearchParams(url.slice(q + 1)).get('mode') === 'nginx';
-      void serve(deps, req, res, FORWARD_AUTH_PATH, () => forwardAuth(deps, req, res, nginx));
+    if (path === FORWARD_AUTH_PATH || path.startsWith(`${FORWARD_AUTH_PATH}/`)) {
+      // nginx and Traefik send GET to the exact path; Envoy's ext_authz sends the client's method
+      // with the client's path appended (…/forward-auth/v1/chat), so any method is answered and
+      // the suffix is the endpoint when no X-Forwarded-Uri names it.
+      const exact = path === FORWARD_AUTH_PATH;
+      const nginx = exact && q !== -1 && new URLSearchParams(url.slice(q + 1)).get('mode') === 'nginx';
+      const suffix = exact ? undefined : url.slice(FORWARD_AUTH_PATH.length);
+      req.resume();
+      void serve(deps, req, res, FORWARD_AUTH_PATH, () => forwardAuth(deps, req, res, nginx, suffix));
       return true;
     }
     return false;
@@ -251,12 +257,15 @@ export function clientAddress(
   trusted: readonly Cidr[],
 ): string {
   const hops = [...(forwardedFor ? forwardedFor.split(',').map((h) => h.trim()) : []), remote ?? ''];
+  let nearest: string | null = null;
   for (let i = hops.length - 1; i >= 0; i--) {
     const ip = parseIp(hops[i]!);
-    if (!ip) return i === hops.length - 1 ? (remote ?? '') : hops[i + 1]!;
+    // An unreadable hop ends the walk: the last trusted proxy before it is all that is known.
+    if (!ip) return nearest ?? remote ?? '';
     if (i === 0 || !trusted.some((c) => cidrContains(c, ip))) return ip.address;
+    nearest = ip.address;
   }
-  return remote ?? '';
+  return nearest ?? remote ?? '';
 }
 
 const STATUS_FOR: Record<string, number> = {
@@ -274,6 +283,7 @@ async function forwardAuth(
   req: IncomingMessage,
   res: ServerResponse,
   nginx: boolean,
+  pathSuffix: string | undefined,
 ): Promise<void> {
   const gatewayToken = req.headers['x-gatehouse-token'];
   await authenticateGateway(
@@ -302,7 +312,10 @@ async function forwardAuth(
         ip,
         fingerprint: one('x-device-fingerprint'),
         tlsFingerprint: one('x-tls-fingerprint') ?? one('x-ja4') ?? one('x-ja3'),
-        endpoint: one('x-forwarded-uri') ?? one('x-original-uri'),
+        endpoint:
+          one('x-forwarded-uri') ??
+          one('x-original-uri') ??
+          (pathSuffix ? pathSuffix.slice(0, 2048) : undefined),
         cost,
         userAgent: one('user-agent'),
       })

@@ -1,8 +1,11 @@
 import express, { type Express, Router } from 'express';
 import { accountRoutes } from '../accounts/routes.ts';
 import type { Context } from '../context.ts';
+import { detectionRoutes } from '../detection/routes.ts';
+import { runRoutes } from '../detection/run-routes.ts';
 import { enforcementRoutes } from '../enforce/routes.ts';
 import { healthRoutes } from '../health/routes.ts';
+import { importRoutes } from '../import/routes.ts';
 import { keyRoutes } from '../keys/routes.ts';
 import { ruleRoutes } from '../rules/routes.ts';
 import { signupRoutes } from '../signup/routes.ts';
@@ -22,6 +25,8 @@ export function createApp(ctx: Context): Express {
 
   const v1 = Router();
   v1.use(authenticate(ctx.tokens));
+  // Before the JSON parser: backfill batches are read by their own routes, with larger limits.
+  v1.use(importRoutes(ctx.imports));
   v1.use(jsonBody(ctx.config.BODY_LIMIT_BYTES));
   v1.use(tokenRoutes(ctx.tokens));
   v1.use(signupRoutes(ctx.signups));
@@ -29,6 +34,8 @@ export function createApp(ctx: Context): Express {
   v1.use(ruleRoutes(ctx.rules));
   v1.use(keyRoutes(ctx.apiKeys));
   v1.use(enforcementRoutes({ ...ctx, policy: () => ctx.policy }));
+  v1.use(runRoutes(ctx.runs));
+  v1.use(detectionRoutes({ ...ctx, policy: () => ctx.policy }));
   app.use('/v1', v1);
 
   app.use(notFound);

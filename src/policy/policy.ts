@@ -223,9 +223,13 @@ const detectionSchema = z.strictObject({
    * carrier's CGNAT, a popular user agent); they stay features. Bounds the cost of linking one account.
    */
   bucketCap: z.number().int().min(2).max(100_000).default(200),
-  bucketCaps: z.record(z.string(), z.number().int().min(2).max(100_000)).default({ user_agent: 1_000, hosting_asn: 2_000 }),
+  bucketCaps: z
+    .record(z.string(), z.number().int().min(2).max(100_000))
+    .default({ user_agent: 1_000, hosting_asn: 1_000, sync_slot: 60, query_lsh: 100, usage_ip: 100 }),
   /** Multi-valued kinds (query bands, activity slots, usage IPs) reach full weight at this many shared values. */
-  saturation: z.record(z.string(), z.number().int().min(1).max(1_000)).default({ query_lsh: 4, sync_slot: 6, usage_ip: 2, usage_subnet: 2 }),
+  saturation: z
+    .record(z.string(), z.number().int().min(1).max(1_000))
+    .default({ query_lsh: 4, sync_slot: 6, usage_ip: 2, usage_subnet: 2 }),
   /**
    * Kinds whose large buckets are themselves suspicious (500 accounts on one device fingerprint):
    * above the cap, an account is linked to the `bucketCap` bucket members nearest to it in time
@@ -233,7 +237,16 @@ const detectionSchema = z.strictObject({
    */
   sampledKinds: z
     .array(z.string())
-    .default(['email', 'phone', 'fingerprint', 'usage_fingerprint', 'email_pattern', 'phone_prefix', 'query_lsh', 'tls_fingerprint']),
+    .default([
+      'email',
+      'phone',
+      'fingerprint',
+      'usage_fingerprint',
+      'email_pattern',
+      'phone_prefix',
+      'query_lsh',
+      'tls_fingerprint',
+    ]),
   /**
    * Signup-time proximity scales a shared signal from 1.5x (made minutes apart) down to 0.25x
    * (months apart); this is the half-life of the bonus.
@@ -286,7 +299,9 @@ export const policySchema = z.strictObject({
 
 export type Policy = z.infer<typeof policySchema>;
 
-export class PolicyError extends Error {}
+export class PolicyError extends Error {
+  override name = 'PolicyError';
+}
 
 export function parsePolicy(text: string, source = 'policy'): Policy {
   let raw: unknown;

@@ -1,3 +1,5 @@
+import type { OperatorAlert } from '../detection/actions.ts';
+
 // Queue names and typed job payloads, shared by the API (producers) and the workers (consumers).
 
 export interface NotificationMessage {
@@ -17,8 +19,12 @@ export interface JobPayloads {
   notify: NotificationMessage;
   /** Extract an account's signals into the inverted index (then linking picks it up). */
   enrich: { accountId: string };
+  /** A full analysis run (features, links, clusters, scores, actions); scheduled runs have no id yet. */
+  analysis: { runId?: string; asOf?: string };
+  /** Tell the operator (signed webhook) that a cluster was throttled or suspended, or a tier surged. */
+  alerts: OperatorAlert;
 }
 
 export type QueueName = keyof JobPayloads;
 
-export const QUEUE_NAMES: readonly QueueName[] = ['maintenance', 'notify', 'enrich'];
+export const QUEUE_NAMES: readonly QueueName[] = ['maintenance', 'notify', 'enrich', 'analysis', 'alerts'];

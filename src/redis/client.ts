@@ -37,6 +37,8 @@ export async function connectRedis(redis: Redis, timeoutMs: number): Promise<voi
       new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       }),
+      // A refused connection is final: do not wait for the timeout while ioredis retries.
+      new Promise((_, reject) => redis.once('error', reject)),
     ]);
   } finally {
     clearTimeout(timer);

@@ -4,9 +4,10 @@ import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { type Context, createContext } from '../../src/context.ts';
+import { applyMigrations, dropDatabase, ensureDatabase } from '../../src/db/migrate.ts';
 import { createHttpServer } from '../../src/http/server.ts';
 import { createLogger } from '../../src/logger.ts';
-import type { Policy } from '../../src/policy/policy.ts';
+import { loadPolicy, type Policy } from '../../src/policy/policy.ts';
 import { startWorkers } from '../../workers/index.ts';
 
 export interface TestApp {
@@ -38,13 +39,35 @@ export interface TestResponse {
 /** A unique Redis prefix per app, so tests never see each other's keys. */
 export const testPrefix = () => `t${randomBytes(5).toString('hex')}`;
 
-export async function startTestApp(
-  opts: { env?: Record<string, string>; policy?: Policy; prefix?: string; workers?: boolean } = {},
-): Promise<TestApp> {
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  policy?: Policy;
+  prefix?: string;
+  workers?: boolean;
+  /**
+   * A database of its own (created, migrated and dropped with the app), for tests whose analysis
+   * runs read and rewrite the whole link graph and must not see other files' accounts.
+   */
+  ownDatabase?: boolean;
+  /** Keep the policy's analysis schedule (off by default: a scheduled run rewrites clusters). */
+  scheduledAnalysis?: boolean;
+}
+
+export async function startTestApp(opts: TestAppOptions = {}): Promise<TestApp> {
   const adminToken = `admin-${randomBytes(16).toString('hex')}`;
   const prefix = opts.prefix ?? testPrefix();
+  let databaseUrl = inject('databaseUrl');
+  if (opts.ownDatabase) {
+    databaseUrl = `${databaseUrl.replace(/\/[^/]+$/, '')}/gatehouse_own_${randomBytes(5).toString('hex')}`;
+    await ensureDatabase(databaseUrl);
+    await applyMigrations(databaseUrl);
+  }
+  const basePolicy = opts.policy ?? loadPolicy(new URL('../../config/policy.yaml', import.meta.url).pathname);
+  const policy: Policy = opts.scheduledAnalysis
+    ? basePolicy
+    : { ...basePolicy, detection: { ...basePolicy.detection, schedule: 0 } };
   const config: Config = loadConfig({
-    DATABASE_URL: inject('databaseUrl'),
+    DATABASE_URL: databaseUrl,
     REDIS_URL: inject('redisUrl'),
     REDIS_PREFIX: prefix,
     GATEHOUSE_ADMIN_TOKEN: adminToken,
@@ -53,6 +76,8 @@ export async function startTestApp(
     HOST: '127.0.0.1',
     METRICS_ENABLED: 'true',
     CAPTCHA_PROVIDER: 'none',
+    // A full suite keeps both cores busy: connecting may be slow, and that is not what tests test.
+    CONNECT_TIMEOUT_MS: '20000',
     GATEHOUSE_PEPPER: 'test-pepper-test-pepper-test-pepper-0001',
     ...opts.env,
   });
@@ -63,10 +88,7 @@ export async function startTestApp(
       cb();
     },
   });
-  const ctx = await createContext(config, {
-    logger: createLogger(config.LOG_LEVEL, sink),
-    ...(opts.policy ? { policy: opts.policy } : {}),
-  });
+  const ctx = await createContext(config, { logger: createLogger(config.LOG_LEVEL, sink), policy });
   const workers = opts.workers ? await startWorkers(ctx) : null;
   const server = createHttpServer(ctx);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -106,6 +128,7 @@ export async function startTestApp(
       await workers?.close();
       await cleanRedisPrefix(ctx.config.REDIS_URL, prefix);
       await ctx.close();
+      if (opts.ownDatabase) await dropDatabase(databaseUrl);
     },
   };
 }

@@ -1,0 +1,342 @@
+import type { AuditLog } from '../audit/audit.ts';
+import type { Db } from '../db/client.ts';
+import type { Prisma } from '../generated/prisma/client.ts';
+import { newId } from '../lib/ids.ts';
+import type { Logger } from '../logger.ts';
+import type { Policy } from '../policy/policy.ts';
+import type { ActionService } from './actions.ts';
+import { assignClusterIds, componentsOf } from './cluster.ts';
+import { type ComputedLink, candidatePairs, replaceLinks, weighPairs } from './link.ts';
+import { actionFor, type ClusterAction, type MemberFacts, scoreCluster } from './score.ts';
+import type { SharedSignal } from './weights.ts';
+
+// One analysis run: usage features, links, clusters, scores and actions over everything as of an
+// event time. The same data and the same asOf give the same clusters.
+
+export interface RunDeps {
+  db: Db;
+  policy: () => Policy;
+  actions: ActionService;
+  audit: AuditLog;
+  apiKeys: { invalidateAccount(accountId: string): Promise<void> };
+  logger: Logger;
+  /** Usage features and usage signals up to asOf (the feature store); optional for tests of linking. */
+  computeFeatures?: (asOf: Date) => Promise<{ accounts: number; signals: number }>;
+}
+
+export interface RunSummary {
+  asOf: string;
+  accounts: number;
+  featured: number;
+  links: number;
+  clusters: number;
+  actions: Record<string, number>;
+  accountsActed: number;
+  /** Wall time per phase, for operators sizing the schedule. */
+  timings: Record<string, number>;
+}
+
+const BATCH = 400;
+
+/** Kinds that tie accounts to one person or one operator, beyond sharing a network. */
+const IDENTITY_KINDS: ReadonlySet<string> = new Set([
+  'email',
+  'phone',
+  'phone_prefix',
+  'fingerprint',
+  'usage_fingerprint',
+  'tls_fingerprint',
+  'email_pattern',
+  'query_lsh',
+  'disposable',
+]);
+
+/** The newest event time the data holds: the default "now" of a run. */
+export async function latestEventTime(db: Db): Promise<Date> {
+  const [row] = await db.$queryRaw<Array<{ at: Date | null }>>`
+    SELECT greatest(
+      (SELECT max(created_at) FROM accounts),
+      (SELECT max(hour) + interval '1 hour' FROM usage_hours),
+      (SELECT max(at) FROM usage_events)
+    ) AS at`;
+  return row?.at ?? new Date(0);
+}
+
+export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date | null): Promise<RunSummary> {
+  const { db } = deps;
+  const policy = deps.policy();
+  const detection = policy.detection;
+  const asOf = asOfInput ?? (await latestEventTime(db));
+
+  const timings: Record<string, number> = {};
+  let mark = Date.now();
+  const lap = (name: string) => {
+    const t = Date.now();
+    timings[name] = t - mark;
+    mark = t;
+  };
+  const featured = deps.computeFeatures ? (await deps.computeFeatures(asOf)).accounts : 0;
+  lap('featuresMs');
+
+  // Links: every account made by asOf, in batches; each pair is weighed once.
+  const accounts = await db.account.findMany({
+    where: { createdAt: { lte: asOf } },
+    select: { id: true },
+    orderBy: { id: 'asc' },
+  });
+  const ids = accounts.map((a) => a.id);
+  const pairs = new Map<string, SharedSignal[]>();
+  for (let i = 0; i < ids.length; i += BATCH) {
+    const found = await candidatePairs(db, ids.slice(i, i + BATCH), detection, asOf, { onlyGreater: true });
+    for (const [key, shared] of found) {
+      const known = pairs.get(key);
+      if (!known) pairs.set(key, shared);
+      else
+        for (const s of shared)
+          if (!known.some((k) => k.kind === s.kind && k.value === s.value)) known.push(s);
+    }
+  }
+  lap('candidatesMs');
+  const links = weighPairs(pairs, detection);
+  await replaceLinks(db, links);
+  lap('linksMs');
+
+  // Clusters, keeping ids stable across runs.
+  const components = componentsOf(links, detection.actions.minClusterSize);
+  const previousRows = await db.clusterMember.findMany({
+    where: { cluster: { live: true } },
+    select: { accountId: true, clusterId: true },
+  });
+  const previous = new Map(previousRows.map((r) => [r.accountId, r.clusterId]));
+  const clusters = assignClusterIds(components, previous, () => newId('clu', asOf.getTime()));
+
+  const memberOf = new Map<string, string>();
+  for (const c of clusters) for (const m of c.members) memberOf.set(m, c.id);
+  const linksByCluster = new Map<string, ComputedLink[]>();
+  for (const l of links) {
+    const c = memberOf.get(l.a);
+    if (!c || c !== memberOf.get(l.b)) continue;
+    const list = linksByCluster.get(c);
+    if (list) list.push(l);
+    else linksByCluster.set(c, [l]);
+  }
+
+  const memberIds = clusters.flatMap((c) => c.members);
+  const facts = await memberFacts(db, memberIds);
+  const dailyQuota = dailyQuotaOf(policy, policy.enforcement.defaultTier);
+  const labels = new Map(
+    (
+      await db.cluster.findMany({
+        where: { id: { in: clusters.map((c) => c.id) } },
+        select: { id: true, label: true },
+      })
+    ).map((c) => [c.id, c.label]),
+  );
+
+  const actionCounts: Record<string, number> = {};
+  let accountsActed = 0;
+  const scored = clusters.map((c) => {
+    const clusterLinks = linksByCluster.get(c.id) ?? [];
+    const linkKinds = new Map<string, number>();
+    for (const l of clusterLinks)
+      for (const e of l.evidence) linkKinds.set(e.kind, (linkKinds.get(e.kind) ?? 0) + 1);
+    const members = c.members.map((m) => facts.get(m)).filter((m): m is MemberFacts => m !== undefined);
+    const identity = clusterLinks.filter((l) => l.evidence.some((e) => IDENTITY_KINDS.has(e.kind)));
+    const result = scoreCluster({
+      members,
+      linkKinds,
+      links: clusterLinks.length,
+      identityLinks: identity.length,
+      syncedIdentityLinks: identity.filter((l) => l.evidence.some((e) => e.kind === 'sync_slot')).length,
+      dailyQuota,
+    });
+    const evidence = clusterEvidence(members, clusterLinks, linkKinds, result);
+    let action: ClusterAction = actionFor(result.score, c.members.length, detection.actions);
+    const label = labels.get(c.id);
+    if (label === 'false_positive') action = 'none';
+    if (label === 'confirmed_farm') action = 'suspend';
+    return { ...c, score: result.score, action, evidence };
+  });
+
+  // Membership is replaced wholesale; clusters that lost everyone are kept, not live, for the record.
+  await db.$transaction(
+    async (tx) => {
+      await tx.clusterMember.deleteMany({});
+      for (const c of scored) {
+        await tx.cluster.upsert({
+          where: { id: c.id },
+          create: {
+            id: c.id,
+            score: c.score,
+            size: c.members.length,
+            evidence: c.evidence,
+            scoredAt: asOf,
+            live: true,
+          },
+          update: {
+            score: c.score,
+            size: c.members.length,
+            evidence: c.evidence,
+            scoredAt: asOf,
+            live: true,
+          },
+        });
+      }
+      await tx.cluster.updateMany({
+        where: { id: { notIn: scored.map((c) => c.id) }, live: true },
+        data: { live: false, size: 0 },
+      });
+      const rows = scored.flatMap((c) => c.members.map((accountId) => ({ accountId, clusterId: c.id })));
+      for (let i = 0; i < rows.length; i += 5_000)
+        await tx.clusterMember.createMany({ data: rows.slice(i, i + 5_000) });
+      // A member's risk is its cluster's score; an account alone keeps its own (feature) risk.
+      for (const c of scored)
+        await tx.account.updateMany({ where: { id: { in: c.members } }, data: { risk: c.score } });
+    },
+    { timeout: 120_000, maxWait: 10_000 },
+  );
+
+  lap('clustersMs');
+  for (const c of scored) {
+    actionCounts[c.action] = (actionCounts[c.action] ?? 0) + 1;
+    if (c.action === 'none') continue;
+    const result = await deps.actions.applyClusterAction({
+      clusterId: c.id,
+      action: c.action,
+      score: c.score,
+      evidence: c.evidence,
+      memberIds: c.members,
+      runId,
+      at: asOf,
+    });
+    accountsActed += result.changed.length;
+  }
+  accountsActed += await actOnLoneAccounts(deps, memberOf, runId, asOf);
+  lap('actionsMs');
+
+  return {
+    asOf: asOf.toISOString(),
+    accounts: ids.length,
+    featured,
+    links: links.length,
+    clusters: scored.length,
+    actions: actionCounts,
+    accountsActed,
+    timings,
+  };
+}
+
+/** The tier's daily budget for one user: the longest user (or key) window of at least a day. */
+export function dailyQuotaOf(policy: Policy, tier: string): number | null {
+  const t = policy.enforcement.tiers[tier] ?? policy.enforcement.tiers[policy.enforcement.defaultTier];
+  const windows = [...(t?.limits.user ?? []), ...(t?.limits.key ?? [])].filter((w) => w.window >= 86_400_000);
+  if (windows.length === 0) return null;
+  const w = windows.reduce((a, b) => (b.window > a.window ? b : a));
+  return (w.limit * 86_400_000) / w.window;
+}
+
+async function memberFacts(db: Db, ids: readonly string[]): Promise<Map<string, MemberFacts>> {
+  const out = new Map<string, MemberFacts>();
+  for (let i = 0; i < ids.length; i += 5_000) {
+    const chunk = ids.slice(i, i + 5_000);
+    const [accounts, flags, features] = await Promise.all([
+      db.account.findMany({ where: { id: { in: chunk } }, select: { id: true, createdAt: true } }),
+      db.signal.findMany({
+        where: { accountId: { in: chunk }, kind: { in: ['disposable', 'hosting_asn'] } },
+        select: { accountId: true, kind: true },
+      }),
+      db.accountFeature.findMany({
+        where: { accountId: { in: chunk } },
+        select: { accountId: true, features: true },
+      }),
+    ]);
+    const featureOf = new Map(features.map((f) => [f.accountId, f.features as Record<string, unknown>]));
+    for (const a of accounts) {
+      out.set(a.id, {
+        accountId: a.id,
+        createdAt: a.createdAt.getTime(),
+        disposable: false,
+        hosting: false,
+        features: featureOf.get(a.id) ?? null,
+      });
+    }
+    for (const f of flags) {
+      const m = out.get(f.accountId);
+      if (!m) continue;
+      if (f.kind === 'disposable') m.disposable = true;
+      else m.hosting = true;
+    }
+  }
+  return out;
+}
+
+function clusterEvidence(
+  members: readonly MemberFacts[],
+  links: readonly ComputedLink[],
+  linkKinds: ReadonlyMap<string, number>,
+  result: ReturnType<typeof scoreCluster>,
+): Prisma.InputJsonObject {
+  // Per kind: how many members share it through some link, and its mean weight in those links.
+  const membersByKind = new Map<string, Set<string>>();
+  const weightByKind = new Map<string, number>();
+  for (const l of links) {
+    for (const e of l.evidence) {
+      const set = membersByKind.get(e.kind) ?? new Set<string>();
+      set.add(l.a).add(l.b);
+      membersByKind.set(e.kind, set);
+      weightByKind.set(e.kind, (weightByKind.get(e.kind) ?? 0) + e.weight);
+    }
+  }
+  const signals = [...membersByKind]
+    .map(([kind, set]) => ({
+      kind,
+      members: set.size,
+      weight: Math.round(((weightByKind.get(kind) ?? 0) / (linkKinds.get(kind) ?? 1)) * 1000) / 1000,
+    }))
+    .sort((a, b) => b.members * b.weight - a.members * a.weight);
+  const timeline: Record<string, number> = {};
+  for (const m of members) {
+    const day = new Date(m.createdAt).toISOString().slice(0, 10);
+    timeline[day] = (timeline[day] ?? 0) + 1;
+  }
+  return { signals, features: result.features, parts: result.parts, timeline, links: links.length };
+}
+
+/**
+ * An account alone can be a farm's worth of extraction (a 24/7 limit-hugger): its own risk maps to
+ * review (recorded) or throttle.
+ */
+async function actOnLoneAccounts(
+  deps: RunDeps,
+  memberOf: ReadonlyMap<string, string>,
+  runId: string,
+  asOf: Date,
+): Promise<number> {
+  const policy = deps.policy().detection.account;
+  const risky = await deps.db.accountFeature.findMany({
+    where: { risk: { gte: policy.review } },
+    select: { accountId: true, risk: true },
+  });
+  let acted = 0;
+  for (const r of risky) {
+    if (memberOf.has(r.accountId)) continue;
+    await deps.db.account.updateMany({ where: { id: r.accountId }, data: { risk: r.risk } });
+    if (r.risk < policy.throttle) continue;
+    // Only an active account that no analyst restored: never a downgrade, never against an appeal.
+    const changed = await deps.db.account.updateMany({
+      where: { id: r.accountId, status: 'active', NOT: { statusReason: { startsWith: 'appeal:' } } },
+      data: { status: 'throttled', statusReason: `risk:${runId}` },
+    });
+    if (changed.count === 0) continue;
+    await deps.audit.record({
+      actor: `analysis:${runId}`,
+      action: 'account.throttled',
+      subjectType: 'account',
+      subjectId: r.accountId,
+      data: { previousStatus: 'active', risk: r.risk, reason: 'account risk', asOf: asOf.toISOString() },
+    });
+    await deps.apiKeys.invalidateAccount(r.accountId);
+    acted++;
+  }
+  return acted;
+}
