@@ -32,6 +32,8 @@ export interface RunSummary {
   clusters: number;
   actions: Record<string, number>;
   accountsActed: number;
+  /** Tiers whose aggregate usage surged (an alert was queued for each). */
+  tierSurges: string[];
   /** Wall time per phase, for operators sizing the schedule. */
   timings: Record<string, number>;
 }
@@ -212,6 +214,8 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
     accountsActed += result.changed.length;
   }
   accountsActed += await actOnLoneAccounts(deps, memberOf, runId, asOf);
+  const surges = await tierSurges(db, asOf, detection.tierSurgeFactor);
+  for (const s of surges) await deps.actions.alertTierSurge({ ...s, at: asOf });
   lap('actionsMs');
 
   return {
@@ -222,8 +226,41 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
     clusters: scored.length,
     actions: actionCounts,
     accountsActed,
+    tierSurges: surges.map((s) => s.tier),
     timings,
   };
+}
+
+/**
+ * Tiers whose total usage on the last full day before asOf runs `factor` times above the median of
+ * the seven days before it: the farm that no single account reveals still moves the aggregate.
+ */
+export async function tierSurges(
+  db: Db,
+  asOf: Date,
+  factor: number,
+): Promise<Array<{ tier: string; observed: number; baseline: number }>> {
+  const day = Math.floor(asOf.getTime() / 86_400_000) * 86_400_000;
+  const rows = await db.$queryRaw<Array<{ tier: string; day: Date; cost: bigint | number }>>`
+    SELECT a.tier, date_trunc('day', h.hour) AS day, sum(h.cost) AS cost
+    FROM usage_hours h JOIN accounts a ON a.id = h.account_id
+    WHERE h.hour >= ${new Date(day - 8 * 86_400_000)} AND h.hour < ${new Date(day)}
+    GROUP BY a.tier, date_trunc('day', h.hour)`;
+  const byTier = new Map<string, Map<number, number>>();
+  for (const r of rows) {
+    const days = byTier.get(r.tier) ?? new Map<number, number>();
+    days.set(r.day.getTime(), Number(r.cost));
+    byTier.set(r.tier, days);
+  }
+  const out: Array<{ tier: string; observed: number; baseline: number }> = [];
+  for (const [tier, days] of byTier) {
+    const observed = days.get(day - 86_400_000) ?? 0;
+    const before = Array.from({ length: 7 }, (_, i) => days.get(day - (i + 2) * 86_400_000) ?? 0).sort((a, b) => a - b);
+    const baseline = before[3]!;
+    // A week of history is needed before a surge means anything.
+    if (baseline > 0 && observed >= factor * baseline) out.push({ tier, observed, baseline });
+  }
+  return out;
 }
 
 /** The tier's daily budget for one user: the longest user (or key) window of at least a day. */
