@@ -21,7 +21,7 @@ import {
 import { signupSignals } from '../signals/extract.ts';
 import type { HostingClassifier } from '../signals/hosting.ts';
 import { type ParsedIp, parseIp, subnetOf } from '../signals/ip.ts';
-import { type PhoneType, parsePhone } from '../signals/phone.ts';
+import { PHONE_TYPES, type PhoneType, parsePhone } from '../signals/phone.ts';
 import type { Principal } from '../tokens/scopes.ts';
 import type { UsageEventRecord } from '../usage/event.ts';
 import { type IngestEntry, writeBatch } from '../usage/ingest.ts';
@@ -73,20 +73,7 @@ const INT4_MAX = 2_147_483_647;
 const WRITE_ATTEMPTS = 3;
 
 // Imported users are facts, not applicants: a number valid in its plan is kept whatever its type.
-const ANY_PHONE_TYPE: readonly PhoneType[] = [
-  'MOBILE',
-  'FIXED_LINE',
-  'FIXED_LINE_OR_MOBILE',
-  'VOIP',
-  'TOLL_FREE',
-  'PREMIUM_RATE',
-  'SHARED_COST',
-  'PERSONAL_NUMBER',
-  'PAGER',
-  'UAN',
-  'VOICEMAIL',
-  'UNKNOWN',
-];
+const ANY_PHONE_TYPE: readonly PhoneType[] = [...PHONE_TYPES, 'UNKNOWN'];
 
 type Ctx = z.RefinementCtx;
 const fail = (ctx: Ctx, message: string, reason?: string): typeof z.NEVER => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { PHONE_TYPES } from '../signals/phone.ts';
 import { parseDuration } from './duration.ts';
 
 // The policy file holds every threshold and limit an operator tunes (YAML or JSON), validated at
@@ -33,20 +34,6 @@ const windowLimit = z
 export type WindowLimit = z.infer<typeof windowLimit>;
 
 const windows = z.array(windowLimit).max(4);
-
-const PHONE_TYPES = [
-  'MOBILE',
-  'FIXED_LINE',
-  'FIXED_LINE_OR_MOBILE',
-  'VOIP',
-  'TOLL_FREE',
-  'PREMIUM_RATE',
-  'SHARED_COST',
-  'PERSONAL_NUMBER',
-  'PAGER',
-  'UAN',
-  'VOICEMAIL',
-] as const;
 
 const country = z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as GB');
 const verdict = z.enum(['allow', 'challenge', 'deny']);

@@ -8,6 +8,21 @@ import { type PhoneNumberType, parsePhoneNumberFromString } from 'libphonenumber
  */
 export type PhoneType = PhoneNumberType | 'UNKNOWN';
 
+/** Every type libphonenumber gives a valid number, in its own order. */
+export const PHONE_TYPES = [
+  'MOBILE',
+  'FIXED_LINE',
+  'FIXED_LINE_OR_MOBILE',
+  'VOIP',
+  'TOLL_FREE',
+  'PREMIUM_RATE',
+  'SHARED_COST',
+  'PERSONAL_NUMBER',
+  'PAGER',
+  'UAN',
+  'VOICEMAIL',
+] as const satisfies readonly PhoneNumberType[];
+
 /**
  * Only numbers a person keeps and can receive a code on. US/CA numbers are always
  * FIXED_LINE_OR_MOBILE (the plan does not separate them), so US VoIP needs a carrier lookup.
