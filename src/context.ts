@@ -167,15 +167,11 @@ export async function createContext(
   const hosting = createHostingClassifier(signupPolicy.network.extraHostingAsns);
   // Enforcement has its own connection with a short command timeout and no offline queue: a slow
   // or absent Redis turns into the fail-mode answer within tens of milliseconds, never a hang.
-  const enforceRedis = createRedis({
-    url: config.REDIS_URL,
-    connectTimeoutMs: timeout,
-    commandTimeoutMs: config.ENFORCE_REDIS_TIMEOUT_MS,
-    failFast: true,
-  });
+  const enforceRedis = createRedis({ url: config.REDIS_URL, connectTimeoutMs: timeout, failFast: true });
   enforceRedis.on('error', onRedisError);
   await connectRedis(enforceRedis, timeout);
-  failFastWhenDisconnected(enforceRedis);
+  // The budgets apply from here on: connecting may take longer than one decision may.
+  failFastWhenDisconnected(enforceRedis, config.ENFORCE_REDIS_TIMEOUT_MS);
   const enforce = createEnforceService({
     resolveKey: apiKeys.lookup,
     rules,

@@ -45,7 +45,11 @@ export async function connectRedis(redis: Redis, timeoutMs: number): Promise<voi
   }
 }
 
-/** After the first connect: fail commands at once while disconnected instead of queueing them. */
-export function failFastWhenDisconnected(redis: Redis): void {
+/**
+ * After the first connect: fail commands at once while disconnected instead of queueing them, and
+ * (when given) give each command a budget.
+ */
+export function failFastWhenDisconnected(redis: Redis, commandTimeoutMs?: number): void {
   redis.options.enableOfflineQueue = false;
+  if (commandTimeoutMs !== undefined) redis.options.commandTimeout = commandTimeoutMs;
 }

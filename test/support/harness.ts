@@ -78,6 +78,9 @@ export async function startTestApp(opts: TestAppOptions = {}): Promise<TestApp> 
     CAPTCHA_PROVIDER: 'none',
     // A full suite keeps both cores busy: connecting may be slow, and that is not what tests test.
     CONNECT_TIMEOUT_MS: '20000',
+    // Likewise the enforcement budgets; the tests of timeouts set production values themselves.
+    ENFORCE_REDIS_TIMEOUT_MS: '2000',
+    ENFORCE_DEADLINE_MS: '5000',
     GATEHOUSE_PEPPER: 'test-pepper-test-pepper-test-pepper-0001',
     ...opts.env,
   });

@@ -1,0 +1,827 @@
+// Enforcement benchmark: `tsx bench/enforce.ts [--duration 10] [--connections 32] [--rounds 3] [--json]`
+// (also --warmup <s>, --accounts <n>, --decisions <n>, --rlf-autopipelining, --profile,
+// --profile-dir <dir>).
+//
+// POST /v1/enforce on a tier that charges every request in five dimensions (key, user, device, ip,
+// asn) over two windows each (1 minute, 24 hours) and appends a usage event, over 1000 accounts with
+// one key each, measured twice (see TARGETS: with the key cache as the interleaving leaves it, and
+// with every key cached), against
+//   - express+rlf: Express 5, express.json() and one rate-limiter-flexible RateLimiterRedis consume,
+//   - bare: node:http that only parses the JSON body (the ceiling on this machine).
+// Every server and the load generator run as separate processes; targets take turns within each
+// round so that machine noise hits all of them alike, and each run reports the CPU time per request
+// of the server and of Redis, which other load on the machine moves far less than req/s. Then:
+// Gatehouse's latency at half its saturation rate, Redis commands per decision (INFO commandstats),
+// and with --profile a CPU profile of Gatehouse at saturation (its measured window only).
+//
+// Everything it creates is removed at the end, on failure and on Ctrl-C too: a database
+// gatehouse_bench_<random>, Redis keys under a random prefix, a temporary directory.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '../src/db/migrate.ts';
+import { hmacHex } from '../src/lib/secrets.ts';
+import {
+  type CpuSnapshot,
+  cpuPercent,
+  cpuSnapshot,
+  type LoadConfig,
+  type LoadMode,
+  type LoadResult,
+  type ManagedChild,
+  MEASURED,
+  MEASURING,
+  machineBusyPercent,
+  median,
+  startChild,
+  stopAllChildren,
+} from './lib/enforce-common.ts';
+import { type ProfileSummary, summariseProfile } from './lib/enforce-profile.ts';
+import {
+  callsDelta,
+  commandCalls,
+  deleteMatching,
+  SCRIPT_ENTRY_COMMANDS,
+  serverInfo,
+} from './lib/enforce-redis.ts';
+import {
+  BENCH_TIER,
+  benchPolicyYaml,
+  buildBodies,
+  createKeys,
+  createServiceToken,
+  DIMENSIONS,
+  insertAccounts,
+  routableAddresses,
+  WINDOWS_PER_DIMENSION,
+} from './lib/enforce-setup.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+const PATH = '/v1/enforce';
+// `gatehouse` runs as it comes: the key cache holds a key for 30 s (src/keys/service.ts), the other
+// targets' runs in between take about that long, so most keys are looked up in PostgreSQL again
+// during its run, as a key used less often than every 30 s is in production. `gatehouse (keys
+// cached)` runs right after one call per key, so it measures the decision itself.
+const CACHED = 'gatehouse (keys cached)';
+const TARGETS = ['gatehouse', CACHED, 'express+rlf', 'bare'] as const;
+type Target = (typeof TARGETS)[number];
+const isGatehouse = (t: Target) => t === 'gatehouse' || t === CACHED;
+const GOALS = { vsExpress: 2.5, vsBare: 0.5, p99HalfLoadMs: 5 };
+
+// --- arguments -------------------------------------------------------------------------------
+
+const { values: argv } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '32' },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '2' },
+    accounts: { type: 'string', default: '1000' },
+    decisions: { type: 'string', default: '1000' },
+    json: { type: 'boolean', default: false },
+    'rlf-autopipelining': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'profile-dir': { type: 'string' },
+  },
+  strict: true,
+});
+
+function positiveInt(name: string, raw: string | undefined, max: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > max) {
+    process.stderr.write(`bench/enforce: --${name} must be an integer from 1 to ${max}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+const opts = {
+  duration: positiveInt('duration', argv.duration, 3600),
+  connections: positiveInt('connections', argv.connections, 10_000),
+  rounds: positiveInt('rounds', argv.rounds, 100),
+  warmup: Number(argv.warmup) >= 0 ? Number(argv.warmup) : 2,
+  accounts: positiveInt('accounts', argv.accounts, 100_000),
+  decisions: positiveInt('decisions', argv.decisions, 1_000_000),
+  json: argv.json,
+  rlfAutopipelining: argv['rlf-autopipelining'],
+  profile: argv.profile || argv['profile-dir'] !== undefined,
+  profileDir: argv['profile-dir'],
+};
+
+const log = (msg: string) => process.stderr.write(`[bench:enforce] ${msg}\n`);
+
+// --- resources and their removal ---------------------------------------------------------------
+
+const baseDatabaseUrl =
+  process.env.BENCH_DATABASE_URL ??
+  process.env.DATABASE_URL ??
+  'postgresql://postgres@127.0.0.1:5432/gatehouse';
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const suffix = randomBytes(5).toString('hex');
+const dbName = `gatehouse_bench_${suffix}`;
+const databaseUrl = withDatabase(baseDatabaseUrl, dbName);
+const prefix = `bench${suffix}`;
+const tmp = mkdtempSync(join(tmpdir(), 'gatehouse-bench-enforce-'));
+const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+redis.on('error', () => undefined);
+let databaseCreated = false;
+
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await stopAllChildren().catch((err: unknown) => log(`stopping processes: ${String(err)}`));
+    try {
+      if (redis.status === 'ready') {
+        const n = await deleteMatching(redis, [`{${prefix}:*`, `${prefix}:*`]);
+        log(`deleted ${n} Redis keys under ${prefix}`);
+      }
+    } catch (err) {
+      log(`could not delete the Redis keys under ${prefix}: ${(err as Error).message}`);
+    }
+    redis.disconnect();
+    if (databaseCreated) {
+      try {
+        await dropDatabase(databaseUrl);
+        log(`dropped database ${dbName}`);
+      } catch (err) {
+        log(`could not drop database ${dbName}: ${(err as Error).message}`);
+      }
+    }
+    rmSync(tmp, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    log(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// --- processes ------------------------------------------------------------------------------
+
+const adminToken = `bench-admin-${randomBytes(16).toString('hex')}`;
+// One pepper for every Gatehouse process of the run: keys are stored as an HMAC with it, so a
+// process started with another one would answer invalid_key for all of them.
+const pepper = randomBytes(24).toString('hex');
+const policyPath = join(tmp, 'policy.yaml');
+
+function gatehouseEnv(): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: redisUrl,
+    REDIS_PREFIX: prefix,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'warn',
+    CAPTCHA_PROVIDER: 'none',
+    GATEHOUSE_ADMIN_TOKEN: adminToken,
+    GATEHOUSE_PEPPER: pepper,
+    POLICY_PATH: policyPath,
+  };
+}
+
+const READY = /ready at (http:\/\/\S+)/;
+
+function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
+  // Profiled: node itself with tsx as a loader, so the one process that serves writes the profile
+  // when it exits (src/main.ts drains and exits on SIGTERM).
+  return cpuProfileDir
+    ? startChild(
+        name,
+        process.execPath,
+        ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`, '--import', 'tsx', 'src/main.ts', 'api'],
+        // A drain that overstays ends in process.exit, which still writes the profile; a SIGKILL
+        // from stop() would not.
+        { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000' }, readyPattern: READY },
+      )
+    : startChild(name, TSX, ['src/main.ts', 'api'], { cwd: ROOT, env: gatehouseEnv(), readyPattern: READY });
+}
+
+function startBaseline(kind: 'bare' | 'express'): ManagedChild {
+  return startChild(kind, TSX, ['bench/lib/enforce-baselines.ts', kind], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: '0',
+      REDIS_URL: redisUrl,
+      RLF_KEY_PREFIX: `${prefix}:rlf`,
+      RLF_AUTOPIPELINING: opts.rlfAutopipelining ? '1' : '0',
+    },
+    readyPattern: READY,
+  });
+}
+
+// --- one load run ----------------------------------------------------------------------------
+
+interface RunCpu {
+  serverPct: number;
+  redisPct: number;
+  loaderPct: number;
+  machineBusyPct: number;
+  /** Everything else on the machine (other users' processes, the kernel), percent of one core. */
+  otherPct: number;
+}
+
+interface Run {
+  target: Target;
+  round: number;
+  result: LoadResult;
+  cpu: RunCpu | null;
+  /** Gatehouse only: usage events appended during the measured run (XLEN growth). */
+  eventsAppended?: number;
+  /** The measured run, in µs of the monotonic clock (to cut a CPU profile to it). */
+  windowUs: { fromUs: number; toUs: number };
+}
+
+let runSeq = 0;
+let bodiesFile = '';
+let enforceHeaders: Record<string, string> = {};
+let redisPid = 0;
+
+async function runLoad(
+  target: Target,
+  server: ManagedChild,
+  url: string,
+  mode: LoadMode,
+  round: number,
+  rate?: number,
+): Promise<Run> {
+  const config: LoadConfig = {
+    url,
+    path: PATH,
+    headers: enforceHeaders,
+    bodiesFile,
+    connections: opts.connections,
+    warmupSec: opts.warmup,
+    durationSec: opts.duration,
+    mode,
+    ...(rate !== undefined ? { rate } : {}),
+    timeoutSec: 10,
+  };
+  const configPath = join(tmp, `load-${++runSeq}.json`);
+  writeFileSync(configPath, JSON.stringify(config));
+  let cpu0: CpuSnapshot | null = null;
+  let cpu1: CpuSnapshot | null = null;
+  let xlen0: Promise<number> | undefined;
+  let xlen1: Promise<number> | undefined;
+  const stream = `{${prefix}:lim}:usage`;
+  const nowUs = () => Number(process.hrtime.bigint() / 1000n);
+  const windowUs = { fromUs: 0, toUs: 0 };
+  let loaderPid = 0;
+  const loader = startChild(`load ${target}`, TSX, ['bench/lib/enforce-load.ts', configPath], {
+    cwd: ROOT,
+    env: process.env,
+    collectStdout: true,
+    onLine: (line) => {
+      if (line === MEASURING) {
+        windowUs.fromUs = nowUs();
+        cpu0 = cpuSnapshot([server.pid, loaderPid], [redisPid]);
+        if (isGatehouse(target)) xlen0 = redis.xlen(stream);
+      } else if (line === MEASURED) {
+        windowUs.toUs = nowUs();
+        cpu1 = cpuSnapshot([server.pid, loaderPid], [redisPid]);
+        if (isGatehouse(target)) xlen1 = redis.xlen(stream);
+      }
+    },
+  });
+  loaderPid = loader.pid;
+  const out = await loader.output;
+  const last = out.trim().split('\n').at(-1) ?? '';
+  const result = JSON.parse(last) as LoadResult;
+  const a = cpu0 as CpuSnapshot | null;
+  const b = cpu1 as CpuSnapshot | null;
+  let cpu: RunCpu | null = null;
+  if (a && b) {
+    const serverPct = cpuPercent(a, b, server.pid, 'group');
+    const redisPct = cpuPercent(a, b, redisPid, 'pid');
+    const machineBusyPct = machineBusyPercent(a, b);
+    const otherPct = Math.max(
+      0,
+      machineBusyPct * availableParallelism() - serverPct - redisPct - result.loaderCpuPct,
+    );
+    cpu = { serverPct, redisPct, loaderPct: result.loaderCpuPct, machineBusyPct, otherPct };
+  }
+  const run: Run = { target, round, result, cpu, windowUs };
+  if (xlen0 && xlen1) run.eventsAppended = (await xlen1) - (await xlen0);
+  return run;
+}
+
+// --- sequential decisions and Redis command counts ----------------------------------------------
+
+interface Decision {
+  decision?: string;
+  reason?: string;
+  limits?: unknown[];
+}
+
+function postOnce(agent: Agent, url: string, body: string): Promise<{ status: number; text: string }> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        agent,
+        host: target.hostname,
+        port: target.port,
+        method: 'POST',
+        path: PATH,
+        headers: { ...enforceHeaders, 'content-length': String(Buffer.byteLength(body)) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const EXPECTED_WINDOWS = DIMENSIONS.length * WINDOWS_PER_DIMENSION;
+
+/**
+ * True when Gatehouse allowed the call and charged it in every window of the tier, false for a
+ * fail-mode answer (Redis missed ENFORCE_REDIS_TIMEOUT_MS: it happens on an overloaded machine);
+ * anything else means the benchmark is not measuring what it says, and throws.
+ */
+function checkDecision(status: number, text: string): boolean {
+  const d = JSON.parse(text) as Decision;
+  if (status === 200 && d.decision === 'deny' && d.reason === 'limiter_unavailable') return false;
+  if (status !== 200 || d.decision !== 'allow' || d.limits?.length !== EXPECTED_WINDOWS) {
+    throw new Error(
+      `expected an allow over ${EXPECTED_WINDOWS} windows, got ${status} ${text.slice(0, 300)}`,
+    );
+  }
+  return true;
+}
+
+interface CommandCounts {
+  decisions: number;
+  seconds: number;
+  topLevel: { evalsha: number; eval: number; other: number; perDecision: number };
+  insideScript: { xadd: number; total: number; perDecision: number };
+  totalPerDecision: number;
+  /** Command calls per decision inside the script, by name. */
+  byCommand: Record<string, number>;
+  /** Commands other clients ran on this Redis during an idle interval as long as the measurement. */
+  idleNoise: number;
+  /** Redis 7 counts the commands a script runs in commandstats too: seen here (not assumed). */
+  scriptCommandsCounted: boolean;
+  /** Calls answered by the fail mode because Redis did not answer in time (still counted above). */
+  failModeAnswers: number;
+}
+
+let gatehouseProcess: ManagedChild | undefined;
+
+/**
+ * Why a call did not get the expected allow: the key's row in PostgreSQL, the same call again after
+ * the key cache's 2 s negative TTL, and what Gatehouse logged. Only on failure.
+ */
+async function diagnose(url: string, body: string, first: { status: number; text: string }): Promise<string> {
+  const key = (JSON.parse(body) as { key: string }).key;
+  const lines = [`first answer: ${first.status} ${first.text.slice(0, 300)}`, `key ${key.slice(0, 16)}…`];
+  try {
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    const rows = await client.query(
+      'SELECT k.id, k.status, k.expires_at, a.status AS account_status FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1',
+      [hmacHex(pepper, key)],
+    );
+    await client.end();
+    lines.push(`row: ${JSON.stringify(rows.rows[0] ?? null)}`);
+  } catch (err) {
+    lines.push(`row lookup failed: ${(err as Error).message}`);
+  }
+  await new Promise((r) => setTimeout(r, 2_500));
+  const agent = new Agent({ keepAlive: false });
+  const again = await postOnce(agent, url, body).catch((err: unknown) => ({ status: 0, text: String(err) }));
+  agent.destroy();
+  lines.push(`same call 2.5 s later: ${again.status} ${again.text.slice(0, 300)}`);
+  lines.push(`gatehouse output:\n${gatehouseProcess?.tail() ?? '(none)'}`);
+  return lines.join('\n  ');
+}
+
+async function expectAllow(url: string, agent: Agent, body: string): Promise<boolean> {
+  const r = await postOnce(agent, url, body);
+  try {
+    return checkDecision(r.status, r.text);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n  ${await diagnose(url, body, r)}`);
+  }
+}
+
+/**
+ * One call per key (bodies[i] carries key i), 8 at a time, so that every key lookup is cached and
+ * no later call waits for PostgreSQL; the first call of a fresh limiter also loads the script.
+ */
+async function callEveryKey(url: string, bodies: readonly string[], keyCount: number): Promise<void> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  try {
+    const warm = bodies.slice(0, Math.max(keyCount, 20));
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < warm.length) await expectAllow(url, agent, warm[next++]!);
+      }),
+    );
+  } finally {
+    agent.destroy();
+  }
+}
+
+async function countCommands(
+  url: string,
+  bodies: readonly string[],
+  keyCount: number,
+): Promise<CommandCounts> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    await callEveryKey(url, bodies, keyCount);
+    const n = opts.decisions;
+    const before = await commandCalls(redis);
+    const t0 = performance.now();
+    let failModeAnswers = 0;
+    for (let i = 0; i < n; i++) {
+      if (!(await expectAllow(url, agent, bodies[(i * 31) % bodies.length]!))) failModeAnswers++;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const delta = callsDelta(before, await commandCalls(redis));
+    delta.delete('info'); // our own INFO commandstats
+
+    // Same length of time with no calls: whatever other clients of this Redis did meanwhile.
+    const idle0 = await commandCalls(redis);
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const idle = callsDelta(idle0, await commandCalls(redis));
+    idle.delete('info');
+    const idleNoise = [...idle.values()].reduce((a, b) => a + b, 0);
+
+    let top = 0;
+    let inside = 0;
+    const byCommand: Record<string, number> = {};
+    for (const [name, calls] of delta) {
+      if (SCRIPT_ENTRY_COMMANDS.includes(name)) top += calls;
+      else {
+        inside += calls;
+        byCommand[name] = calls / n;
+      }
+    }
+    const evalsha = delta.get('evalsha') ?? 0;
+    const evalCalls = delta.get('eval') ?? 0;
+    return {
+      decisions: n,
+      seconds,
+      topLevel: { evalsha, eval: evalCalls, other: top - evalsha - evalCalls, perDecision: top / n },
+      insideScript: { xadd: delta.get('xadd') ?? 0, total: inside, perDecision: inside / n },
+      totalPerDecision: (top + inside) / n,
+      byCommand,
+      idleNoise,
+      scriptCommandsCounted: (delta.get('hmget') ?? 0) > 0,
+      failModeAnswers,
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+// --- report ----------------------------------------------------------------------------------
+
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : '-');
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '-');
+const int = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
+const pass = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+
+interface TargetSummary {
+  rps: number;
+  p50: number;
+  p99: number;
+  serverCpuPct: number;
+  redisCpuPct: number;
+  loaderCpuPct: number;
+  otherCpuPct: number;
+  /** CPU time per answered request: unlike req/s, it barely moves when other processes compete. */
+  serverUsPerReq: number;
+  redisUsPerReq: number;
+}
+
+/** Percent of one core at `rps` answers per second, as CPU µs per answer. */
+const usPerRequest = (pct: number, rps: number) => (rps > 0 ? (pct * 1e4) / rps : Number.NaN);
+
+function summariseTarget(runs: readonly Run[]): TargetSummary {
+  const cpu = (pick: (c: RunCpu) => number) => median(runs.flatMap((r) => (r.cpu ? [pick(r.cpu)] : [])));
+  return {
+    rps: median(runs.map((r) => r.result.rps)),
+    p50: median(runs.map((r) => r.result.latency.p50)),
+    p99: median(runs.map((r) => r.result.latency.p99)),
+    serverCpuPct: cpu((c) => c.serverPct),
+    redisCpuPct: cpu((c) => c.redisPct),
+    loaderCpuPct: cpu((c) => c.loaderPct),
+    otherCpuPct: cpu((c) => c.otherPct),
+    serverUsPerReq: median(runs.flatMap((r) => (r.cpu ? [usPerRequest(r.cpu.serverPct, r.result.rps)] : []))),
+    redisUsPerReq: median(runs.flatMap((r) => (r.cpu ? [usPerRequest(r.cpu.redisPct, r.result.rps)] : []))),
+  };
+}
+
+function printProfile(title: string, p: ProfileSummary): void {
+  console.log(
+    `\nGatehouse CPU profile at saturation, ${title} (${f1(p.busyMs / 1000)} s busy of ${f1(p.wallMs / 1000)} s; % of busy time)`,
+  );
+  console.log('  top self time:');
+  for (const r of p.topSelf.slice(0, 20)) console.log(`    ${f1(r.pct).padStart(5)}%  ${r.name}`);
+  console.log('  by package / folder (self time):');
+  for (const r of p.byPackage.slice(0, 15)) console.log(`    ${f1(r.pct).padStart(5)}%  ${r.name}`);
+  console.log('  Gatehouse functions, inclusive of synchronous callees:');
+  for (const r of p.srcInclusive.slice(0, 15)) console.log(`    ${f1(r.pct).padStart(5)}%  ${r.name}`);
+}
+
+// --- main ------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  await redis.connect();
+  const rinfo = await serverInfo(redis);
+  redisPid = rinfo.pid;
+  log(`Redis ${rinfo.version} (pid ${rinfo.pid}), Node ${process.version}, ${availableParallelism()} cores`);
+
+  log(`creating database ${dbName}`);
+  await ensureDatabase(databaseUrl);
+  databaseCreated = true;
+  await applyMigrations(databaseUrl, { log: () => undefined });
+  writeFileSync(policyPath, benchPolicyYaml(1_000_000_000));
+
+  const gatehouse = startGatehouse('gatehouse');
+  gatehouseProcess = gatehouse;
+  const express = startBaseline('express');
+  const bare = startBaseline('bare');
+  const [gatehouseUrl, expressUrl, bareUrl] = await Promise.all([gatehouse.ready, express.ready, bare.ready]);
+  log(`gatehouse ${gatehouseUrl}, express+rlf ${expressUrl}, bare ${bareUrl}`);
+
+  const keysToken = await createServiceToken(gatehouseUrl, adminToken, ['keys']);
+  const enforceToken = await createServiceToken(gatehouseUrl, adminToken, ['enforce']);
+  const accountIds = await insertAccounts(databaseUrl, opts.accounts);
+  log(`${accountIds.length} accounts (tier ${BENCH_TIER}); creating one key each through the API`);
+  const keys = await createKeys(gatehouseUrl, keysToken, accountIds);
+  const ips = await routableAddresses(1999);
+  const bodies = buildBodies({ keys, ips, fingerprints: 1201, count: Math.max(2048, keys.length * 2) });
+  bodiesFile = join(tmp, 'bodies.json');
+  writeFileSync(bodiesFile, JSON.stringify(bodies));
+  enforceHeaders = { authorization: `Bearer ${enforceToken}`, 'content-type': 'application/json' };
+
+  // Every server answers the same bodies before anything is timed.
+  const probe = new Agent({ keepAlive: true });
+  for (const [name, url] of [
+    ['express+rlf', expressUrl],
+    ['bare', bareUrl],
+  ] as const) {
+    const r = await postOnce(probe, url, bodies[0]!);
+    if (r.status !== 200) throw new Error(`${name} answered ${r.status}: ${r.text.slice(0, 200)}`);
+  }
+  let allowed = 0;
+  for (let i = 0; i < 50 && allowed < 5; i++) {
+    if (await expectAllow(gatehouseUrl, probe, bodies[i]!)) allowed++;
+  }
+  if (allowed < 5) throw new Error('Gatehouse kept answering limiter_unavailable: Redis is too slow');
+  probe.destroy();
+
+  const urls: Record<Target, [ManagedChild, string]> = {
+    gatehouse: [gatehouse, gatehouseUrl],
+    [CACHED]: [gatehouse, gatehouseUrl],
+    'express+rlf': [express, expressUrl],
+    bare: [bare, bareUrl],
+  };
+  const runs: Run[] = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const target of TARGETS) {
+      const [server, url] = urls[target];
+      log(`round ${round}/${opts.rounds}: ${target} (${opts.warmup} s warm-up, ${opts.duration} s)`);
+      if (target === CACHED) await callEveryKey(url, bodies, keys.length);
+      const run = await runLoad(target, server, url, 'closed', round);
+      runs.push(run);
+      const r = run.result;
+      log(
+        `  ${int(r.rps)} req/s, p50 ${f2(r.latency.p50)} ms, p99 ${f2(r.latency.p99)} ms` +
+          (r.non2xx + r.errors + r.timeouts > 0
+            ? `, non-2xx ${r.non2xx}, errors ${r.errors}, timeouts ${r.timeouts}`
+            : '') +
+          (run.eventsAppended !== undefined ? `, ${int(run.eventsAppended)} events appended` : ''),
+      );
+    }
+  }
+  const summary = Object.fromEntries(
+    TARGETS.map((t) => [t, summariseTarget(runs.filter((r) => r.target === t))]),
+  ) as Record<Target, TargetSummary>;
+  const ratiosOf = (g: TargetSummary) => ({
+    vsExpress: g.rps / summary['express+rlf'].rps,
+    vsBare: g.rps / summary.bare.rps,
+    // The same comparison by server CPU per request (what each would reach on a core of its own).
+    cpuVsExpress: summary['express+rlf'].serverUsPerReq / g.serverUsPerReq,
+    cpuVsBare: summary.bare.serverUsPerReq / g.serverUsPerReq,
+  });
+  const ratios = { gatehouse: ratiosOf(summary.gatehouse), [CACHED]: ratiosOf(summary[CACHED]) };
+
+  // Half of the cached saturation rate, with every key cached first: the decision's own latency.
+  const halfRate = Math.max(1, Math.round(summary[CACHED].rps / 2));
+  log(`half load: ${halfRate} req/s, autocannon --overallRate`);
+  await callEveryKey(gatehouseUrl, bodies, keys.length);
+  const halfAutocannon = await runLoad(CACHED, gatehouse, gatehouseUrl, 'autocannon-rate', 0, halfRate);
+  log(`half load: ${halfRate} req/s, paced open loop`);
+  await callEveryKey(gatehouseUrl, bodies, keys.length);
+  const halfPaced = await runLoad(CACHED, gatehouse, gatehouseUrl, 'paced', 0, halfRate);
+
+  log(`Redis commands: ${opts.decisions} sequential decisions`);
+  const commands = await countCommands(gatehouseUrl, bodies, keys.length);
+
+  // Runs with a deficit of appended events are decisions Redis never made (fail-mode answers).
+  const gatehouseRuns = runs.filter((r) => isGatehouse(r.target)).concat([halfAutocannon, halfPaced]);
+  const missingEvents = gatehouseRuns.filter(
+    (r) => r.eventsAppended !== undefined && r.eventsAppended < r.result.ok2xx - opts.connections,
+  );
+
+  let profile: { cold: ProfileSummary; cached: ProfileSummary } | undefined;
+  if (opts.profile) {
+    const dir = opts.profileDir ?? join(tmp, 'cpuprofile');
+    mkdirSync(dir, { recursive: true });
+    await gatehouse.stop();
+    const profiled = startGatehouse('gatehouse (profiled)', dir);
+    gatehouseProcess = profiled;
+    const url = await profiled.ready;
+    // A fresh process: the first run looks every key up in PostgreSQL, the second has them cached.
+    log(`profiling Gatehouse at saturation, ${opts.duration} s with a cold key cache`);
+    const coldRun = await runLoad('gatehouse', profiled, url, 'closed', 0);
+    log(`profiling Gatehouse at saturation, ${opts.duration} s with every key cached`);
+    await callEveryKey(url, bodies, keys.length);
+    const cachedRun = await runLoad(CACHED, profiled, url, 'closed', 0);
+    const stopping = performance.now();
+    // Writing the profile (tens of MB of JSON) takes a while on a busy machine.
+    await profiled.stop(60_000);
+    const stopSeconds = (performance.now() - stopping) / 1000;
+    log(`profiled process stopped in ${f1(stopSeconds)} s`);
+    if (stopSeconds > 10) log(`it took long to drain; its output:\n${profiled.tail()}`);
+    // One profile per thread: tsx's loader hooks run in a worker of their own. The main thread is
+    // the one that was busy.
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => join(dir, f));
+    const busiest = (window: Run['windowUs']) =>
+      files
+        .map((file) => ({ file, summary: summariseProfile(file, ROOT, window) }))
+        .sort((a, b) => b.summary.busyMs - a.summary.busyMs)[0];
+    const cold = busiest(coldRun.windowUs);
+    const cached = busiest(cachedRun.windowUs);
+    if (!cold || !cached) throw new Error(`no .cpuprofile was written in ${dir}`);
+    profile = { cold: cold.summary, cached: cached.summary };
+    if (opts.profileDir) log(`profile kept at ${cached.file}`);
+  }
+
+  // --- print ---
+  const rowsOut: Record<string, Record<string, string>> = {};
+  for (const t of TARGETS) {
+    const s = summary[t];
+    const perRound = runs
+      .filter((r) => r.target === t)
+      .map((r) => int(r.result.rps))
+      .join(' / ');
+    rowsOut[t] = {
+      'req/s (median)': int(s.rps),
+      'p50 ms': f2(s.p50),
+      'p99 ms': f2(s.p99),
+      'req/s per round': perRound,
+      'server CPU %': f1(s.serverCpuPct),
+      'Redis CPU %': f1(s.redisCpuPct),
+      'loader CPU %': f1(s.loaderCpuPct),
+      'other CPU %': f1(s.otherCpuPct),
+      'server µs/req': int(s.serverUsPerReq),
+      'Redis µs/req': int(s.redisUsPerReq),
+    };
+  }
+  console.log(
+    `\nPOST /v1/enforce: ${DIMENSIONS.length} dimensions x ${WINDOWS_PER_DIMENSION} windows + usage event; ` +
+      `${opts.connections} connections, ${opts.rounds} rounds x ${opts.duration} s (+${opts.warmup} s warm-up); ` +
+      `Node ${process.version}, Redis ${rinfo.version}, ${availableParallelism()} cores`,
+  );
+  console.table(rowsOut);
+  const halfRow = (r: Run) => ({
+    'offered req/s': int(halfRate),
+    'achieved req/s': int(r.result.rps),
+    'p50 ms': f2(r.result.latency.p50),
+    'p99 ms': f2(r.result.latency.p99),
+    'p99.9 ms': f2(r.result.latency.p999),
+    'p99 from schedule': r.result.fromSchedule ? f2(r.result.fromSchedule.p99) : '-',
+    'server CPU %': r.cpu ? f1(r.cpu.serverPct) : '-',
+    'other CPU %': r.cpu ? f1(r.cpu.otherPct) : '-',
+  });
+  console.log('\nGatehouse (keys cached) at half its saturation rate');
+  console.table({
+    'paced (open loop)': halfRow(halfPaced),
+    'autocannon -R (bursty)': halfRow(halfAutocannon),
+  });
+  console.log(
+    `\nRedis commands per decision (${commands.decisions} sequential calls, INFO commandstats):` +
+      `\n  top-level: ${f2(commands.topLevel.perDecision)} (evalsha ${commands.topLevel.evalsha}, eval ${commands.topLevel.eval}, other ${commands.topLevel.other})` +
+      `\n  inside the script: ${f2(commands.insideScript.perDecision)} (xadd ${commands.insideScript.xadd}) — ` +
+      `${commands.scriptCommandsCounted ? `Redis ${rinfo.version} counts them in commandstats` : 'not counted by this Redis'}` +
+      `\n  total incl. inside the script: ${f2(commands.totalPerDecision)}` +
+      `\n  by command: ${Object.entries(commands.byCommand)
+        .filter(([, v]) => v >= 0.05)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k} ${f2(v)}`)
+        .join(', ')} (below 0.05 per decision: other clients of this Redis, left out)` +
+      `\n  other clients' commands in an idle interval as long: ${commands.idleNoise}` +
+      `\n  sequential: ${int(commands.decisions / commands.seconds)} decisions/s on one connection` +
+      (commands.failModeAnswers > 0
+        ? `\n  ${commands.failModeAnswers} call(s) got the fail-mode answer (Redis slower than ENFORCE_REDIS_TIMEOUT_MS)`
+        : ''),
+  );
+  const verdict = {
+    vsExpress: ratios.gatehouse.vsExpress >= GOALS.vsExpress,
+    vsBare: ratios.gatehouse.vsBare >= GOALS.vsBare,
+    cachedVsExpress: ratios[CACHED].vsExpress >= GOALS.vsExpress,
+    cachedVsBare: ratios[CACHED].vsBare >= GOALS.vsBare,
+    p99HalfLoad: halfPaced.result.latency.p99 < GOALS.p99HalfLoadMs,
+  };
+  const targetLines = (name: string, r: ReturnType<typeof ratiosOf>, okE: boolean, okB: boolean) =>
+    `\n  ${name} / express+rlf = ${f2(r.vsExpress)} (goal >= ${GOALS.vsExpress})  ${pass(okE)}` +
+    `\n  ${name} / bare        = ${f2(r.vsBare)} (goal >= ${GOALS.vsBare})  ${pass(okB)}` +
+    `\n  ${' '.repeat(name.length)}   by server CPU per request (steadier under other load): ` +
+    `${f2(r.cpuVsExpress)} x express+rlf, ${f2(r.cpuVsBare)} x bare`;
+  console.log(
+    '\nTargets' +
+      targetLines('gatehouse', ratios.gatehouse, verdict.vsExpress, verdict.vsBare) +
+      targetLines(CACHED, ratios[CACHED], verdict.cachedVsExpress, verdict.cachedVsBare) +
+      `\n  p99 at half saturation (keys cached) = ${f2(halfPaced.result.latency.p99)} ms paced (goal < ${GOALS.p99HalfLoadMs} ms)  ${pass(verdict.p99HalfLoad)}` +
+      (missingEvents.length > 0
+        ? `\n  WARNING: ${missingEvents.length} Gatehouse run(s) appended fewer events than they got answers: some decisions did not reach Redis`
+        : '\n  every Gatehouse run appended one usage event per answered call'),
+  );
+  if (profile) {
+    printProfile('cold key cache (a fresh process)', profile.cold);
+    printProfile('every key cached', profile.cached);
+  }
+
+  if (opts.json) {
+    const runJson = (r: Run) => ({
+      target: r.target,
+      round: r.round,
+      mode: r.result.mode,
+      rps: r.result.rps,
+      latency: r.result.latency,
+      ...(r.result.fromSchedule ? { fromSchedule: r.result.fromSchedule } : {}),
+      ...(r.result.autocannon ? { autocannon: r.result.autocannon } : {}),
+      ok2xx: r.result.ok2xx,
+      non2xx: r.result.non2xx,
+      errors: r.result.errors,
+      timeouts: r.result.timeouts,
+      cpu: r.cpu,
+      ...(r.eventsAppended !== undefined ? { eventsAppended: r.eventsAppended } : {}),
+    });
+    console.log(
+      JSON.stringify({
+        bench: 'enforce',
+        node: process.version,
+        redis: rinfo.version,
+        cores: availableParallelism(),
+        config: {
+          duration: opts.duration,
+          connections: opts.connections,
+          rounds: opts.rounds,
+          warmup: opts.warmup,
+          accounts: opts.accounts,
+          dimensions: DIMENSIONS,
+          windowsPerDimension: WINDOWS_PER_DIMENSION,
+          rlfAutopipelining: opts.rlfAutopipelining,
+        },
+        summary,
+        ratios,
+        halfLoad: { rate: halfRate, paced: runJson(halfPaced), autocannonRate: runJson(halfAutocannon) },
+        redisCommands: commands,
+        goals: GOALS,
+        verdict,
+        runs: runs.map(runJson),
+        ...(profile ? { profile } : {}),
+      }),
+    );
+  }
+}
+
+let failed = false;
+try {
+  await main();
+} catch (err) {
+  failed = true;
+  // After Ctrl-C the children are being stopped under the run: what broke then is no news.
+  if (!interrupted) log(`failed: ${err instanceof Error ? err.message : String(err)}`);
+} finally {
+  await cleanup();
+}
+process.exit(failed ? 1 : 0);
