@@ -294,7 +294,7 @@ export async function createContext(
     },
     async close() {
       rules.close();
-      apiKeys.close();
+      await apiKeys.close();
       enforceRedis.disconnect();
       subscriber.disconnect();
       await notifier.close?.().catch(() => undefined);

@@ -12,9 +12,12 @@
 //   only ever brings the old key's expiry closer.
 // - Every write to an account's keys happens with the account row locked (SELECT … FOR UPDATE), so
 //   concurrent creates at the limit cannot both succeed and a key cannot be rotated twice.
-// - `lookup` answers from memory for up to 30 s (unknown and dead keys for 2 s). Revocation,
-//   rotation and `invalidateAccount` publish on the invalidation channel and every instance drops
-//   what it cached; a lost message is bounded by those TTLs. Expiry is checked on every lookup.
+// - `lookup` answers from memory for up to 30 s (unknown and dead keys for 2 s); past that a live
+//   key is still answered from memory while one background load refreshes it, and only an entry
+//   unused for 10 minutes is loaded on the request path again. Revocation, rotation and
+//   `invalidateAccount` publish on the invalidation channel and every instance drops what it cached
+//   at once; a lost message is bounded by the TTL plus one refresh. Expiry is checked on every lookup.
+// - lastUsedAt is written in batches every 30 s (and on close), never on the request path.
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/audit.ts';
@@ -35,11 +38,15 @@ const DISPLAY_PREFIX_LENGTH = 12;
 export const MAX_GRACE_SECONDS = 7 * 24 * 3600;
 
 const CACHE_TTL_MS = 30_000;
+// Past this a stale entry is not trusted even while PostgreSQL cannot be reached to refresh it.
+const STALE_LIMIT_MS = 10 * 60_000;
+// A failed refresh is retried no sooner than this, so an outage costs one query per key per second.
+const REFRESH_RETRY_MS = 1_000;
 const NEGATIVE_TTL_MS = 2_000;
 const MAX_CACHED = 50_000;
 // Kept apart from live keys, so a flood of invalid keys cannot evict the keys in real use.
 const MAX_NEGATIVE = 10_000;
-const LAST_USED_EVERY_MS = 60_000;
+const LAST_USED_FLUSH_MS = 30_000;
 const WARN_EVERY_MS = 10_000;
 // Creates at the limit queue on the account row lock; give them time to take their turn.
 const TX_OPTIONS = { maxWait: 5_000, timeout: 10_000 } as const;
@@ -112,8 +119,13 @@ export interface KeyService {
   clear(): void;
   /** Waits for the subscription, when the service owns one. */
   ready(): Promise<void>;
-  /** Detaches from the subscriber; the connection itself belongs to the caller. */
-  close(): void;
+  /**
+   * Detaches from the subscriber (the connection itself belongs to the caller) and writes the
+   * pending lastUsedAt times; await it before closing the database.
+   */
+  close(): Promise<void>;
+  /** Writes the pending lastUsedAt times now rather than at the next 30 s tick. */
+  flushLastUsed(): Promise<void>;
 }
 
 export interface KeyDeps {
@@ -228,8 +240,23 @@ async function lockAccount(tx: Tx, accountId: string): Promise<{ status: Account
 
 interface Cached {
   record: KeyRecord;
+  /** Fresh until then; stale (answered, refreshed in the background) until `staleUntil`. */
   until: number;
+  staleUntil: number;
+  /** No background refresh starts before this. */
+  refreshAfter: number;
 }
+
+type KeyQueryRow = {
+  id: string;
+  account_id: string;
+  status: string;
+  expires_at: Date | null;
+  account_status: AccountStatus;
+  tier: string;
+  limits_override: unknown;
+  cluster_id: string | null;
+};
 
 export function createKeyService(deps: KeyDeps): KeyService {
   const now = deps.now ?? Date.now;
@@ -238,7 +265,8 @@ export function createKeyService(deps: KeyDeps): KeyService {
   // Bumped by every invalidation: a load that started before it may have read what it retracts.
   let generation = 0;
   const inflight = new Map<string, { generation: number; promise: Promise<KeyRecord | null> }>();
-  const lastUsedWritten = new Map<string, number>();
+  // Key id → latest use (epoch ms) not yet written.
+  let lastUsed = new Map<string, number>();
   let warnedAt = Number.NEGATIVE_INFINITY;
 
   const warn = (err: unknown, msg: string) => {
@@ -264,7 +292,7 @@ export function createKeyService(deps: KeyDeps): KeyService {
     cache.delete(hash);
     // Oldest first out: Map keeps insertion order, and a refreshed entry is re-inserted.
     if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value as string);
-    cache.set(hash, { record, until: t + CACHE_TTL_MS });
+    cache.set(hash, { record, until: t + CACHE_TTL_MS, staleUntil: t + STALE_LIMIT_MS, refreshAfter: 0 });
   };
 
   const dropWhere = (matches: (record: KeyRecord) => boolean) => {
@@ -288,53 +316,64 @@ export function createKeyService(deps: KeyDeps): KeyService {
   const publish = (message: Invalidation) => deps.redis.publish(deps.channel, JSON.stringify(message));
 
   const touch = (keyId: string, t: number) => {
-    if (t - (lastUsedWritten.get(keyId) ?? Number.NEGATIVE_INFINITY) < LAST_USED_EVERY_MS) return;
-    if (lastUsedWritten.size > MAX_CACHED) lastUsedWritten.clear();
-    lastUsedWritten.set(keyId, t);
-    // Bookkeeping only: a failed write must not fail the gateway call it rides on.
-    deps.db.apiKey
-      .updateMany({ where: { id: keyId }, data: { lastUsedAt: new Date(t) } })
-      .catch((err: unknown) => warn(err, 'keys: could not record lastUsedAt'));
+    const seen = lastUsed.get(keyId);
+    if (seen === undefined || seen < t) lastUsed.set(keyId, t);
+    // A flood of distinct keys flushes early instead of growing without bound.
+    if (lastUsed.size >= MAX_CACHED) void flushLastUsed();
   };
+
+  const flushLastUsed = async (): Promise<void> => {
+    if (lastUsed.size === 0) return;
+    const batch = lastUsed;
+    lastUsed = new Map();
+    const ids = [...batch.keys()];
+    const times = [...batch.values()].map((t) => new Date(t).toISOString());
+    try {
+      // greatest(): another instance may have written a later use of the same key already.
+      await deps.db.$executeRaw`
+        UPDATE api_keys SET last_used_at = greatest(coalesce(last_used_at, to_timestamp(0)), v.t)
+        FROM unnest(${ids}::text[], ${times}::timestamptz[]) AS v(id, t)
+        WHERE api_keys.id = v.id`;
+    } catch (err) {
+      // Bookkeeping only: the uses are dropped rather than retried, so an outage cannot pile them up.
+      warn(err, 'keys: could not record lastUsedAt');
+    }
+  };
+  const flushTimer = setInterval(() => void flushLastUsed(), LAST_USED_FLUSH_MS);
+  flushTimer.unref();
 
   const load = (hash: string): Promise<KeyRecord | null> => {
     const pending = inflight.get(hash);
     if (pending && pending.generation === generation) return pending.promise;
     const gen = generation;
-    const promise = deps.db.apiKey
-      .findUnique({
-        where: { hash },
-        select: {
-          id: true,
-          accountId: true,
-          status: true,
-          expiresAt: true,
-          account: {
-            select: {
-              status: true,
-              tier: true,
-              limitsOverride: true,
-              membership: { select: { clusterId: true } },
-            },
-          },
-        },
-      })
-      .then((row) => {
+    const promise = deps.db.$queryRaw<KeyQueryRow[]>`
+      SELECT k.id, k.account_id, k.status::text AS status, k.expires_at,
+             a.status::text AS account_status, a.tier, a.limits_override, m.cluster_id
+      FROM api_keys k
+      JOIN accounts a ON a.id = k.account_id
+      LEFT JOIN cluster_members m ON m.account_id = k.account_id
+      WHERE k.hash = ${hash}`
+      .then((rows) => {
+        const row = rows[0];
         const record: KeyRecord | null =
           row && row.status === 'active'
             ? {
                 keyId: row.id,
-                accountId: row.accountId,
-                expiresAt: row.expiresAt?.getTime() ?? null,
+                accountId: row.account_id,
+                expiresAt: row.expires_at?.getTime() ?? null,
                 account: {
-                  status: row.account.status,
-                  tier: row.account.tier,
-                  limitsOverride: row.account.limitsOverride,
-                  clusterId: row.account.membership?.clusterId ?? null,
+                  status: row.account_status,
+                  tier: row.tier,
+                  limitsOverride: row.limits_override,
+                  clusterId: row.cluster_id,
                 },
               }
             : null;
-        if (gen === generation) remember(hash, record, now());
+        if (gen === generation) {
+          // A refresh that finds the key gone must not leave the stale positive entry answering.
+          if (record === null) cache.delete(hash);
+          remember(hash, record, now());
+        }
         return record;
       })
       .finally(() => {
@@ -534,8 +573,13 @@ export function createKeyService(deps: KeyDeps): KeyService {
       const t = now();
       let record: KeyRecord | null;
       const hit = cache.get(hash);
-      if (hit && hit.until > t) {
+      if (hit && hit.staleUntil > t) {
         record = hit.record;
+        if (hit.until <= t && hit.refreshAfter <= t) {
+          hit.refreshAfter = t + REFRESH_RETRY_MS;
+          // The stale record answers now; a failed refresh keeps it until the retry or the limit.
+          load(hash).catch((err: unknown) => warn(err, 'keys: could not refresh a cached key'));
+        }
       } else {
         if (hit) cache.delete(hash);
         const deadUntil = negative.get(hash);
@@ -563,6 +607,10 @@ export function createKeyService(deps: KeyDeps): KeyService {
     close() {
       deps.subscriber?.off('message', onMessage);
       deps.subscriber?.off('ready', clear);
+      clearInterval(flushTimer);
+      return flushLastUsed();
     },
+
+    flushLastUsed,
   };
 }

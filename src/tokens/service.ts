@@ -1,7 +1,8 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuditLog } from '../audit/audit.ts';
 import type { Db } from '../db/client.ts';
 import { newId } from '../lib/ids.ts';
-import { constantTimeEqual, newSecret, sha256Hex } from '../lib/secrets.ts';
+import { newSecret, sha256Hex } from '../lib/secrets.ts';
 import { type Principal, SCOPES, type Scope } from './scopes.ts';
 
 const TOKEN_PREFIX = 'ght_';
@@ -58,15 +59,19 @@ export function createTokenService(deps: {
   // revocation clears the cache at once on this instance (and through pub/sub on the others).
   const cache = new Map<string, { principal: Principal | null; until: number }>();
   const lastUsedWritten = new Map<string, number>();
+  // Digests have a fixed length, so timingSafeEqual on them reveals neither the token's length nor
+  // where a guess differs; hashing the admin token once keeps that to one hash per request.
+  const adminDigest = deps.adminToken ? createHash('sha256').update(deps.adminToken).digest() : null;
 
   return {
     async authenticate(bearer) {
-      if (deps.adminToken && constantTimeEqual(bearer, deps.adminToken)) {
+      const digest = createHash('sha256').update(bearer).digest();
+      if (adminDigest && timingSafeEqual(digest, adminDigest)) {
         return { tokenId: 'admin', name: 'bootstrap admin', scopes: ['admin'] };
       }
       if (!bearer.startsWith(TOKEN_PREFIX) || bearer.length > 200) return null;
       // Lookup by hash: the secret itself is never compared, so timing reveals nothing about it.
-      const hash = sha256Hex(bearer);
+      const hash = digest.toString('hex');
       const hit = cache.get(hash);
       const t = now();
       if (hit && hit.until > t) return hit.principal;

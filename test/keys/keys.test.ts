@@ -167,6 +167,8 @@ describe('issuing keys', () => {
       expiresAt: null,
       account: { status: 'active', tier: 'pro', limitsOverride: { key: [] }, clusterId },
     });
+    // Uses are written in batches every 30 s; the test asks for the batch now.
+    await app.ctx.apiKeys.flushLastUsed();
     await eventually(async () => (await listKeys(accountId))[0]?.lastUsedAt !== null, 2_000);
   });
 
@@ -407,12 +409,10 @@ describe('lookup', () => {
   it('asks PostgreSQL once for a flood of the same unknown key, again after two seconds', async () => {
     let queries = 0;
     const db = {
-      apiKey: {
-        findUnique: async () => {
-          queries++;
-          await sleep(5);
-          return null;
-        },
+      $queryRaw: async () => {
+        queries++;
+        await sleep(5);
+        return [];
       },
     } as unknown as Db;
     let clock = Date.now();
@@ -428,18 +428,112 @@ describe('lookup', () => {
     expect(queries).toBe(2);
   });
 
-  it('serves a live key from memory for thirty seconds', async () => {
+  it('serves a live key from memory for thirty seconds, then refreshes it in the background', async () => {
     const accountId = await account();
     const { key } = await createKey(accountId);
     let clock = Date.now();
     const service = withClock(() => clock);
     expect(await service.lookup(key)).not.toBeNull();
-    // Without an invalidation message, a change in PostgreSQL is seen only when the entry expires.
+    // Without an invalidation message, a change in PostgreSQL is seen only when the entry goes stale.
     await app.ctx.db.account.update({ where: { id: accountId }, data: { tier: 'pro' } });
     clock += 29_000;
     expect((await service.lookup(key))?.account.tier).toBe('free');
     clock += 2_000;
-    expect((await service.lookup(key))?.account.tier).toBe('pro');
+    // Stale: answered from memory at once, while the refresh brings the change in.
+    expect((await service.lookup(key))?.account.tier).toBe('free');
+    await eventually(async () => (await service.lookup(key))?.account.tier === 'pro', 2_000);
+  });
+
+  it('refreshes a stale key with one query, and loads it on the request path past ten minutes', async () => {
+    let queries = 0;
+    let release: () => void = () => undefined;
+    let gate = Promise.resolve();
+    const row = {
+      id: newId('key'),
+      account_id: newId('acc'),
+      status: 'active',
+      expires_at: null,
+      account_status: 'active',
+      tier: 'free',
+      limits_override: null,
+      cluster_id: null,
+    };
+    const db = {
+      $queryRaw: async () => {
+        queries++;
+        await gate;
+        return [row];
+      },
+    } as unknown as Db;
+    let clock = Date.now();
+    const service = withClock(() => clock, db);
+    const secret = `gh_live_${randomBytes(32).toString('base64url')}`;
+    expect((await service.lookup(secret))?.keyId).toBe(row.id);
+    expect(queries).toBe(1);
+
+    gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    clock += 31_000;
+    row.tier = 'pro';
+    const stale = await Promise.all(Array.from({ length: 20 }, () => service.lookup(secret)));
+    expect(stale.map((r) => r?.account.tier)).toEqual(Array(20).fill('free'));
+    expect(queries).toBe(2);
+    release();
+    await eventually(async () => (await service.lookup(secret))?.account.tier === 'pro', 1_000);
+    expect(queries).toBe(2);
+
+    // Unused for ten minutes: no longer trusted, the lookup waits for PostgreSQL.
+    clock += 10 * 60_000 + 1;
+    row.tier = 'enterprise';
+    expect((await service.lookup(secret))?.account.tier).toBe('enterprise');
+    expect(queries).toBe(3);
+  });
+
+  it('drops a stale key at once on invalidation, and when the refresh finds it gone', async () => {
+    const accountId = await account();
+    const { id, key } = await createKey(accountId);
+    let clock = Date.now();
+    const service = withClock(() => clock);
+    expect(await service.lookup(key)).not.toBeNull();
+    clock += 31_000;
+    service.handleInvalidation(JSON.stringify({ type: 'key', keyId: id }));
+    await app.ctx.db.apiKey.update({ where: { id }, data: { status: 'revoked' } });
+    expect(await service.lookup(key)).toBeNull();
+
+    const other = await createKey(accountId);
+    expect(await service.lookup(other.key)).not.toBeNull();
+    await app.ctx.db.apiKey.update({ where: { id: other.id }, data: { status: 'revoked' } });
+    clock += 31_000;
+    // A lost invalidation: the stale answer stands only until the background refresh lands.
+    expect(await service.lookup(other.key)).not.toBeNull();
+    await eventually(async () => (await service.lookup(other.key)) === null, 2_000);
+  });
+
+  it('writes lastUsedAt in one batch, off the request path, never moving it backwards', async () => {
+    const accountId = await account('active', 'pro');
+    const one = await createKey(accountId);
+    const two = await createKey(accountId);
+    let clock = Date.now();
+    const service = withClock(() => clock);
+    await service.lookup(one.key);
+    await service.lookup(two.key);
+    clock += 5_000;
+    await service.lookup(one.key);
+    expect((await listKeys(accountId)).map((k) => k.lastUsedAt)).toEqual([null, null]);
+
+    await service.flushLastUsed();
+    const used = new Map((await listKeys(accountId)).map((k) => [k.id, k.lastUsedAt]));
+    expect(used.get(one.id)).toBe(new Date(clock).toISOString());
+    expect(used.get(two.id)).toBe(new Date(clock - 5_000).toISOString());
+
+    // Another instance with an older use must not overwrite the newer one.
+    const behind = withClock(() => clock - 60_000);
+    await behind.lookup(one.key);
+    await behind.close();
+    expect((await listKeys(accountId)).find((k) => k.id === one.id)?.lastUsedAt).toBe(
+      new Date(clock).toISOString(),
+    );
   });
 
   it('ignores invalidation messages meant for other caches', async () => {

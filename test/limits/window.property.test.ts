@@ -25,6 +25,8 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function deleteKeys(prefix: string): Promise<void> {
   let cursor = '0';
   do {
@@ -189,6 +191,33 @@ describe('sliding window: Lua agrees with the pure model', () => {
       { numRuns: 50 },
     );
   }, 30_000);
+});
+
+describe('sliding window: key lifetime', () => {
+  it('sets the TTL to W + B when a bucket appears and leaves it alone while the bucket fills', async () => {
+    const limiter = createSlidingWindowLimiter(redis);
+    const spec: LimitSpec = { name: 'l', key: `${PREFIX}ttl`, limit: 100, windowMs: 60_000, buckets: 6 };
+    const full = spec.windowMs + bucketWidth(spec);
+    const start = 1_700_000_000_000;
+    const check = (now: number, cost = 1) => limiter.check({ now, mode: 'enforce', cost, limits: [spec] });
+    try {
+      await check(start);
+      const first = await redis.pttl(spec.key);
+      expect(first).toBeGreaterThan(full - 1_000);
+      await sleep(30);
+      // Same bucket: the newest bucket still dies when it did, so the TTL must not move.
+      await check(start + 5_000);
+      await check(start + 6_000, 0);
+      const same = await redis.pttl(spec.key);
+      expect(same).toBeLessThanOrEqual(first - 20);
+      // A new bucket counts until W + B after it appears: the key must live that long again.
+      await check(start + 10_000);
+      expect(await redis.pttl(spec.key)).toBeGreaterThan(same);
+      expect(await redis.pttl(spec.key)).toBeLessThanOrEqual(full);
+    } finally {
+      await redis.del(spec.key);
+    }
+  });
 });
 
 describe('sliding window: pure model', () => {

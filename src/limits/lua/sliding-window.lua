@@ -70,9 +70,14 @@ for k = 1, n do
   local current = (now - offset) / width
 
   local key = KEYS[k]
-  local meta = rcall('HMGET', key, 'o', 't')
+  -- One read per key serves the common case: the current bucket's count lets the write below be a
+  -- single HSET and tells whether the bucket is new (the only time the TTL has to move).
+  local meta = rcall('HMGET', key, 'o', 't', field(current))
   local oldest = tonumber(meta[1])
   local total = tonumber(meta[2]) or 0
+  local currentCount = tonumber(meta[3])
+  -- `o` and `t` changed here and must be written back, consumed or not.
+  local dirty = false
 
   -- Expire buckets older than current - N. `oldest` only moves forward, so each bucket index is
   -- walked once over the key's life: amortised O(1) per check.
@@ -81,31 +86,57 @@ for k = 1, n do
     if cutoff - oldest > buckets then
       -- Every field lies in [oldest, oldest + N]: nothing survives a larger gap.
       rcall('DEL', key)
-      oldest, total = nil, 0
+      oldest, total, currentCount = nil, 0, nil
     else
-      while oldest < cutoff do
-        local count = rcall('HGET', key, field(oldest))
-        if count then
-          total = total - tonumber(count)
-          rcall('HDEL', key, field(oldest))
+      -- Buckets oldest .. cutoff - 1 go; `cutoff` is read along, as it is usually the next oldest.
+      local walked = {}
+      for b = oldest, cutoff do walked[#walked + 1] = field(b) end
+      local counts = rcall('HMGET', key, unpack(walked))
+      local gone = {}
+      for i = 1, #walked - 1 do
+        if counts[i] then
+          total = total - tonumber(counts[i])
+          gone[#gone + 1] = walked[i]
         end
-        oldest = oldest + 1
       end
       if total <= 0 then
         rcall('DEL', key)
-        oldest, total = nil, 0
+        oldest, total, currentCount = nil, 0, nil
       else
-        while rcall('HEXISTS', key, field(oldest)) == 0 do
-          oldest = oldest + 1
+        if #gone > 0 then rcall('HDEL', key, unpack(gone)) end
+        local last = oldest + buckets
+        if counts[#walked] then
+          oldest = cutoff
+        else
+          local rest = {}
+          for b = cutoff + 1, last do rest[#rest + 1] = field(b) end
+          local found = nil
+          if #rest > 0 then
+            local more = rcall('HMGET', key, unpack(rest))
+            for i = 1, #rest do
+              if more[i] then
+                found = cutoff + i
+                break
+              end
+            end
+          end
+          if found == nil then
+            -- total > 0 promises a field in range; an inconsistent hash is dropped, not looped on.
+            rcall('DEL', key)
+            oldest, total, currentCount = nil, 0, nil
+          else
+            oldest = found
+          end
         end
-        rcall('HSET', key, 'o', field(oldest), 't', field(total))
+        if oldest ~= nil then dirty = true end
       end
     end
   end
 
   windows[k] = {
     key = key, limit = limit, windowMs = windowMs, buckets = buckets, width = width,
-    current = current, oldest = oldest, total = total, usedBefore = total
+    current = current, oldest = oldest, total = total, usedBefore = total,
+    currentCount = currentCount, dirty = dirty
   }
 end
 
@@ -126,21 +157,44 @@ if cost > 0 and (admitted or mode == 'record') then
     -- A skewed, earlier `now` must not write below `oldest`: that field would never be walked.
     local bucket = w.current
     if w.oldest ~= nil and w.oldest > bucket then bucket = w.oldest end
-    rcall('HINCRBY', w.key, field(bucket), cost)
-    rcall('HINCRBY', w.key, 't', cost)
-    if w.oldest == nil then
-      w.oldest = bucket
-      rcall('HSET', w.key, 'o', field(bucket))
+    local fresh
+    local writes = {}
+    if bucket == w.current then
+      fresh = w.currentCount == nil
+      writes = { field(bucket), field((w.currentCount or 0) + cost) }
+    else
+      fresh = tonumber(rcall('HINCRBY', w.key, field(bucket), cost)) == cost
     end
     w.total = w.total + cost
-    -- Idle keys vanish once their newest bucket can no longer count.
-    rcall('PEXPIRE', w.key, w.windowMs + w.width)
+    writes[#writes + 1] = 't'
+    writes[#writes + 1] = field(w.total)
+    if w.oldest == nil then
+      w.oldest = bucket
+      writes[#writes + 1] = 'o'
+      writes[#writes + 1] = field(bucket)
+    elseif w.dirty then
+      writes[#writes + 1] = 'o'
+      writes[#writes + 1] = field(w.oldest)
+    end
+    w.dirty = false
+    rcall('HSET', w.key, unpack(writes))
+    -- Idle keys vanish once their newest bucket can no longer count. A bucket set up at `now`
+    -- counts until at most now + W + B, so setting the TTL when a bucket appears keeps the key
+    -- alive exactly as long as its newest bucket needs; later writes to that bucket change nothing.
+    if fresh then rcall('PEXPIRE', w.key, field(w.windowMs + w.width)) end
   end
+end
+
+for k = 1, n do
+  local w = windows[k]
+  if w.dirty then rcall('HSET', w.key, 'o', field(w.oldest), 't', field(w.total)) end
 end
 
 -- Ms until the count of window w is at most target, expiring its oldest buckets first.
 local function msUntilAtMost(w, target)
   local need = w.total - target
+  -- `oldest` always holds a positive count, so it alone frees one: the usual case reads nothing.
+  if need <= 1 then return (w.oldest + w.buckets + 1) * w.width - now end
   local freed = 0
   local bucket = w.oldest
   for _ = 0, w.buckets do
