@@ -255,7 +255,9 @@ export async function tierSurges(
   const out: Array<{ tier: string; observed: number; baseline: number }> = [];
   for (const [tier, days] of byTier) {
     const observed = days.get(day - 86_400_000) ?? 0;
-    const before = Array.from({ length: 7 }, (_, i) => days.get(day - (i + 2) * 86_400_000) ?? 0).sort((a, b) => a - b);
+    const before = Array.from({ length: 7 }, (_, i) => days.get(day - (i + 2) * 86_400_000) ?? 0).sort(
+      (a, b) => a - b,
+    );
     const baseline = before[3]!;
     // A week of history is needed before a surge means anything.
     if (baseline > 0 && observed >= factor * baseline) out.push({ tier, observed, baseline });

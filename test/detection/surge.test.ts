@@ -17,7 +17,15 @@ afterAll(async () => {
 
 async function usage(accountId: string, dayOffset: number, cost: number) {
   await app.ctx.db.usageHour.create({
-    data: { accountId, hour: new Date(asOf.getTime() - dayOffset * DAY + 12 * 3_600_000), requests: cost, cost: BigInt(cost), ips: [], fingerprints: [], asns: [] },
+    data: {
+      accountId,
+      hour: new Date(asOf.getTime() - dayOffset * DAY + 12 * 3_600_000),
+      requests: cost,
+      cost: BigInt(cost),
+      ips: [],
+      fingerprints: [],
+      asns: [],
+    },
   });
 }
 
