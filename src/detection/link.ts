@@ -78,11 +78,11 @@ export async function candidatePairs(
       CROSS JOIN LATERAL (
         (SELECT y.account_id, y.at FROM signals y
           WHERE y.kind = z.kind AND y.value = z.value AND y.at <= ${asOf} AND y.at >= z.at AND y.account_id <> z.account_id
-          ORDER BY y.at, y.account_id LIMIT z.cap)
+          ORDER BY y.at LIMIT z.cap)
         UNION ALL
         (SELECT y.account_id, y.at FROM signals y
           WHERE y.kind = z.kind AND y.value = z.value AND y.at < z.at
-          ORDER BY y.at DESC, y.account_id LIMIT z.cap)
+          ORDER BY y.at DESC LIMIT z.cap)
       ) o
       WHERE (NOT ${onlyGreater} OR o.account_id > z.account_id)
         AND NOT EXISTS (SELECT 1 FROM link_suppressions ls WHERE ls.account_id = o.account_id AND ls.kind = z.kind)
