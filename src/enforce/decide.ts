@@ -84,24 +84,22 @@ export function decideEnforcement(
 
 /**
  * IETF RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers): every window
- * in the policy field; the one closest to running out in the RateLimit field.
+ * in the policy field (worked out once per tier, see QuotaPlan); the one closest to running out in
+ * the RateLimit field.
  */
-export function rateLimitHeaders(
-  limits: readonly LimitView[],
-  specs: readonly QuotaSpec[],
-): Record<string, string> {
+export function rateLimitHeaders(limits: readonly LimitView[], policyField: string): Record<string, string> {
   if (limits.length === 0) return {};
-  const policy = limits
-    .map((l, i) => `"${l.name}";q=${l.limit};w=${Math.round((specs[i]?.windowMs ?? 0) / 1000)}`)
-    .join(', ');
   let tightest = limits[0]!;
+  let best = tightest.limit === 0 ? 0 : tightest.remaining / tightest.limit;
   for (const l of limits) {
     const share = l.limit === 0 ? 0 : l.remaining / l.limit;
-    const best = tightest.limit === 0 ? 0 : tightest.remaining / tightest.limit;
-    if (share < best) tightest = l;
+    if (share < best) {
+      tightest = l;
+      best = share;
+    }
   }
   return {
-    'RateLimit-Policy': policy,
+    'RateLimit-Policy': policyField,
     RateLimit: `"${tightest.name}";r=${tightest.remaining};t=${tightest.resetSeconds}`,
   };
 }

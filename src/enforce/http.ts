@@ -7,7 +7,7 @@ import type { Logger } from '../logger.ts';
 import { type Cidr, cidrContains, isIp, parseIp } from '../signals/ip.ts';
 import { hasScope } from '../tokens/scopes.ts';
 import type { TokenService } from '../tokens/service.ts';
-import type { EnforceInput, EnforceOutcome, EnforceService } from './service.ts';
+import type { EnforceOutcome, EnforceService } from './service.ts';
 
 // The enforcement routes are served by node:http directly, in front of Express.
 //
@@ -49,7 +49,13 @@ export interface EnforceHttpDeps {
 /** Returns false for requests that are not for the enforcement routes (Express takes them). */
 export type FastHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
-export function createEnforceHandler(deps: EnforceHttpDeps): FastHandler {
+/** The handler's own view: the dependencies plus the shared deadline. */
+interface Handler extends EnforceHttpDeps {
+  within(decision: Promise<EnforceOutcome>): Promise<EnforceOutcome>;
+}
+
+export function createEnforceHandler(dependencies: EnforceHttpDeps): FastHandler {
+  const deps: Handler = { ...dependencies, within: createDeadlines(dependencies) };
   return (req, res) => {
     const url = req.url ?? '';
     const q = url.indexOf('?');
@@ -74,7 +80,7 @@ export function createEnforceHandler(deps: EnforceHttpDeps): FastHandler {
 }
 
 async function serve(
-  deps: EnforceHttpDeps,
+  deps: Handler,
   req: IncomingMessage,
   res: ServerResponse,
   route: string,
@@ -99,10 +105,11 @@ async function serve(
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     deps.metrics?.observe(req.method ?? 'GET', route, res.statusCode, seconds);
     // Debug level: at gateway volume an info line per call would cost more than the decision.
-    deps.logger.debug(
-      { reqId: requestId, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 },
-      'request',
-    );
+    if (deps.logger.isLevelEnabled('debug'))
+      deps.logger.debug(
+        { reqId: requestId, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 },
+        'request',
+      );
   }
 }
 
@@ -131,11 +138,7 @@ function writeJson(
   res.end(body);
 }
 
-async function authenticateGateway(
-  deps: EnforceHttpDeps,
-  bearer: string | undefined,
-  header: string,
-): Promise<void> {
+async function authenticateGateway(deps: Handler, bearer: string | undefined, header: string): Promise<void> {
   if (!bearer) {
     throw new ProblemError('unauthenticated', {
       detail: `Send the gateway's service token in ${header}`,
@@ -186,29 +189,69 @@ function readBody(req: IncomingMessage): Promise<string> {
   });
 }
 
-/** Decides within the deadline; past it, the configured fail mode answers instead. */
-async function decideWithin(deps: EnforceHttpDeps, input: EnforceInput): Promise<EnforceOutcome> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<EnforceOutcome>((resolve) => {
-    timer = setTimeout(() => {
-      resolve(
-        deps.failMode() === 'open'
-          ? { decision: 'allow', limits: [], headers: {} }
-          : {
-              decision: 'deny',
-              reason: 'limiter_unavailable',
-              retryAfterMs: 1000,
-              limits: [],
-              headers: { 'Retry-After': '1' },
-            },
-      );
-    }, deps.deadlineMs);
-  });
-  try {
-    return await Promise.race([deps.enforce.decide(input), late]);
-  } finally {
-    clearTimeout(timer);
+/**
+ * Decides within the deadline; past it, the configured fail mode answers instead.
+ *
+ * One timer serves every request in flight rather than one timer (and a race of two promises) per
+ * request: requests wait in arrival order, all with the same budget, so a sweep only looks at the
+ * front of the queue. A request can be answered up to a tenth of the budget past it.
+ */
+function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>) {
+  interface Waiting {
+    at: number;
+    settle: (outcome: EnforceOutcome) => void;
   }
+  const waiting = new Set<Waiting>();
+  let timer: NodeJS.Timeout | null = null;
+  const tick = Math.max(1, Math.ceil(deps.deadlineMs / 10));
+  const lateOutcome = (): EnforceOutcome =>
+    deps.failMode() === 'open'
+      ? { decision: 'allow', limits: [], headers: {} }
+      : {
+          decision: 'deny',
+          reason: 'limiter_unavailable',
+          retryAfterMs: 1000,
+          limits: [],
+          headers: { 'Retry-After': '1' },
+        };
+  const sweep = () => {
+    timer = null;
+    const t = Date.now();
+    for (const w of waiting) {
+      if (w.at > t) break;
+      waiting.delete(w);
+      w.settle(lateOutcome());
+    }
+    if (waiting.size > 0) timer = setTimeout(sweep, tick).unref();
+  };
+  return (decide: Promise<EnforceOutcome>): Promise<EnforceOutcome> =>
+    new Promise((resolve, reject) => {
+      let settled = false;
+      const w: Waiting = {
+        at: Date.now() + deps.deadlineMs,
+        settle: (outcome) => {
+          if (!settled) {
+            settled = true;
+            resolve(outcome);
+          }
+        },
+      };
+      waiting.add(w);
+      if (timer === null) timer = setTimeout(sweep, tick).unref();
+      decide.then(
+        (outcome) => {
+          waiting.delete(w);
+          w.settle(outcome);
+        },
+        (err: unknown) => {
+          waiting.delete(w);
+          if (!settled) {
+            settled = true;
+            reject(err);
+          }
+        },
+      );
+    });
 }
 
 const publicBody = (o: EnforceOutcome) => {
@@ -216,7 +259,7 @@ const publicBody = (o: EnforceOutcome) => {
   return body;
 };
 
-async function jsonDecision(deps: EnforceHttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function jsonDecision(deps: Handler, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const auth = req.headers.authorization;
   const match = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
   await authenticateGateway(deps, match?.[1], 'Authorization: Bearer <token>');
@@ -241,7 +284,7 @@ async function jsonDecision(deps: EnforceHttpDeps, req: IncomingMessage, res: Se
       errors,
     });
   }
-  const outcome = await decideWithin(deps, result.data);
+  const outcome = await deps.within(deps.enforce.decide(result.data));
   // The decision is the body: a gateway reads it, so enforcement always answers 200.
   writeJson(res, 200, publicBody(outcome), outcome.headers);
 }
@@ -279,7 +322,7 @@ const STATUS_FOR: Record<string, number> = {
 };
 
 async function forwardAuth(
-  deps: EnforceHttpDeps,
+  deps: Handler,
   req: IncomingMessage,
   res: ServerResponse,
   nginx: boolean,
@@ -307,18 +350,20 @@ async function forwardAuth(
   const costHeader = one('x-gatehouse-cost');
   const cost = costHeader !== undefined && /^\d{1,7}$/.test(costHeader) ? Number(costHeader) : undefined;
   const outcome: EnforceOutcome = apiKey
-    ? await decideWithin(deps, {
-        key: apiKey,
-        ip,
-        fingerprint: one('x-device-fingerprint'),
-        tlsFingerprint: one('x-tls-fingerprint') ?? one('x-ja4') ?? one('x-ja3'),
-        endpoint:
-          one('x-forwarded-uri') ??
-          one('x-original-uri') ??
-          (pathSuffix ? pathSuffix.slice(0, 2048) : undefined),
-        cost,
-        userAgent: one('user-agent'),
-      })
+    ? await deps.within(
+        deps.enforce.decide({
+          key: apiKey,
+          ip,
+          fingerprint: one('x-device-fingerprint'),
+          tlsFingerprint: one('x-tls-fingerprint') ?? one('x-ja4') ?? one('x-ja3'),
+          endpoint:
+            one('x-forwarded-uri') ??
+            one('x-original-uri') ??
+            (pathSuffix ? pathSuffix.slice(0, 2048) : undefined),
+          cost,
+          userAgent: one('user-agent'),
+        }),
+      )
     : { decision: 'deny', reason: 'invalid_key', limits: [], headers: {} };
 
   const headers: Record<string, string> = { ...outcome.headers, 'X-Gatehouse-Decision': outcome.decision };

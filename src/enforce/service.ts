@@ -8,7 +8,7 @@ import type { HostingClassifier } from '../signals/hosting.ts';
 import { parseIp } from '../signals/ip.ts';
 import { encodeUsageEvent, flattenFields } from '../usage/event.ts';
 import { decideEnforcement, type EnforcementDecision, type LimitView, rateLimitHeaders } from './decide.ts';
-import { costOf, type QuotaSpec, quotaSpecs, resolveTier, type TierLimits } from './limits.ts';
+import { costOf, quotaPlan, quotaSpecs, quotaSpecsFor, resolveTier, type TierLimits } from './limits.ts';
 import { minhash } from './minhash.ts';
 
 export interface EnforceInput {
@@ -138,21 +138,16 @@ export function createEnforceService(deps: EnforceDeps): EnforceService {
       const tier = resolveTier(policy, account.tier);
       const override = (account.limitsOverride ?? null) as Partial<TierLimits> | null;
       const factor = deps.emergencyFactor() * (flagged ? policy.throttle.flaggedLimitFactor : 1);
-      const specs: QuotaSpec[] = quotaSpecs(
-        deps.keys,
-        tier,
-        override,
-        {
-          keyId: record.keyId,
-          accountId,
-          tier: account.tier,
-          fingerprint: input.fingerprint ?? null,
-          ip: ip?.address ?? input.ip,
-          asn,
-          hosting: deps.hosting.isHosting(asn),
-        },
-        factor,
-      );
+      const plan = quotaPlan(tier, override, factor);
+      const { specs, applied } = quotaSpecsFor(deps.keys, plan, {
+        keyId: record.keyId,
+        accountId,
+        tier: account.tier,
+        fingerprint: input.fingerprint ?? null,
+        ip: ip?.address ?? input.ip,
+        asn,
+        hosting: deps.hosting.isHosting(asn),
+      });
       const cost = costOf(policy, input.endpoint, input.cost);
       const fields = encodeUsageEvent({
         accountId,
@@ -210,7 +205,7 @@ export function createEnforceService(deps: EnforceDeps): EnforceService {
             : {}),
         });
         const decision = decideEnforcement(specs, result, policy.throttle, flagged, accountId);
-        const headers = rateLimitHeaders(decision.limits, specs);
+        const headers = rateLimitHeaders(decision.limits, plan.policyField(applied));
         if (decision.retryAfterMs !== undefined)
           headers['Retry-After'] = String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
         return { ...decision, headers };

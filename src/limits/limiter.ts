@@ -19,8 +19,14 @@ const SHA = createHash('sha1').update(LUA).digest('hex');
 export interface LimitSpec {
   /** Reported back as `violated`, so callers can tell which dimension refused. */
   readonly name: string;
-  /** One Redis hash per (dimension, window); never shared between two specs. */
+  /** The Redis hash holding this window's buckets; windows may share one under different slots. */
   readonly key: string;
+  /**
+   * Where in the hash the window lives: its fields are `<slot>:<bucket>`, `<slot>:t`, `<slot>:o`
+   * (letters and digits; default '' = the bare names, for a window alone in its hash). Windows
+   * sharing a hash cost one read and one write for all of them instead of one each.
+   */
+  readonly slot?: string;
   readonly limit: number;
   readonly windowMs: number;
   /** Bucket count N: the window may over-count by up to windowMs / N (see window.ts). */
@@ -69,6 +75,8 @@ function scriptError(code: number): Error {
   );
 }
 
+const SLOT = /^[A-Za-z0-9]{0,16}$/;
+
 function encode(request: CheckRequest): { keys: string[]; args: string[] } {
   const { now, mode, cost, limits, event } = request;
   if (!Number.isSafeInteger(now)) throw new RangeError('now must be an integer number of ms');
@@ -76,15 +84,30 @@ function encode(request: CheckRequest): { keys: string[]; args: string[] } {
   if (problem) throw new RangeError(problem);
   if (limits.length === 0) throw new RangeError('at least one limit is required');
   const keys: string[] = [];
-  const args = [String(limits.length), String(now), String(cost), mode, event?.when ?? '', ''];
+  // Hash index (1-based, as the script sees KEYS) and the slots already placed in it.
+  const hashes = new Map<string, { index: number; slots: string[] }>();
+  const args = [String(limits.length), String(now), String(cost), mode, event?.when ?? '', '', ''];
   for (const spec of limits) {
     const specError = specProblem(spec);
     if (specError) throw new RangeError(`limit ${spec.name}: ${specError}`);
-    keys.push(spec.key);
-    args.push(String(spec.limit), String(spec.windowMs), String(spec.buckets));
+    const slot = spec.slot ?? '';
+    if (!SLOT.test(slot)) throw new RangeError(`limit ${spec.name}: slot must be up to 16 letters or digits`);
+    let hash = hashes.get(spec.key);
+    if (!hash) {
+      keys.push(spec.key);
+      hash = { index: keys.length, slots: [] };
+      hashes.set(spec.key, hash);
+    }
+    // Two windows in one place would read the same counts twice and double-charge them; the bare
+    // names would collide with any slot's bucket fields only through a caller's mistake, so a hash
+    // holds either one window with the empty slot or windows that all have slots.
+    if (hash.slots.includes(slot) || (hash.slots.length > 0 && (slot === '' || hash.slots.includes('')))) {
+      throw new RangeError('windows sharing a key need distinct, non-empty slots');
+    }
+    hash.slots.push(slot);
+    args.push(String(hash.index), slot, String(spec.limit), String(spec.windowMs), String(spec.buckets));
   }
-  // Two specs on one hash would read the same counts twice and double-charge them.
-  if (new Set(keys).size !== keys.length) throw new RangeError('every limit needs its own key');
+  args[6] = String(keys.length);
   if (event) {
     if (!Number.isSafeInteger(event.maxLen) || event.maxLen < 1) {
       throw new RangeError('event.maxLen must be a positive integer');

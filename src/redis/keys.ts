@@ -11,6 +11,8 @@ export interface RedisKeys {
   readonly bullPrefix: string;
   /** One sliding-window hash per (dimension, value, window). */
   window(dimension: string, value: string, windowName: string): string;
+  /** One hash per quota dimension and value, holding every window of it (each in its own slot). */
+  quota(dimension: string, value: string): string;
   /** The usage event stream appended by enforcement and drained by the ingestion worker. */
   usageStream(): string;
   /** A captcha token already seen (by its sha256). */
@@ -27,6 +29,7 @@ export function createKeys(prefix: string): RedisKeys {
     prefix,
     bullPrefix: `{${prefix}:bull}`,
     window: (dimension, value, windowName) => `${lim}:w:${dimension}:${windowName}:${value}`,
+    quota: (dimension, value) => `${lim}:q:${dimension}:${value}`,
     usageStream: () => `${lim}:usage`,
     captchaSeen: (tokenHash) => `{${prefix}:captcha}:${tokenHash}`,
     invalidationChannel: () => `${prefix}:invalidate`,

@@ -44,6 +44,8 @@ interface Step {
 
 interface Scenario {
   readonly start: number;
+  /** All windows in one hash under their own slots, as enforcement keeps a dimension's windows. */
+  readonly shared: boolean;
   readonly specs: readonly WindowSpec[];
   readonly steps: readonly Step[];
 }
@@ -75,6 +77,7 @@ function stepArb(minDelta: number): fc.Arbitrary<Step> {
 function scenarioArb(minDelta: number, maxSteps: number): fc.Arbitrary<Scenario> {
   return fc.record({
     start: fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_000 + 10_000_000 }),
+    shared: fc.boolean(),
     specs: fc.array(specArb, { minLength: 1, maxLength: 3 }),
     steps: fc.array(stepArb(minDelta), { maxLength: maxSteps, size: 'max' }),
   });
@@ -92,12 +95,13 @@ function expected(decision: Decision, limits: readonly LimitSpec[]): CheckResult
     : { admitted: decision.admitted, violated, limits: results };
 }
 
-function hashOf(state: LimitState): Record<string, string> {
+function hashOf(state: LimitState, slot = ''): Record<string, string> {
+  const p = slot === '' ? '' : `${slot}:`;
   const hash: Record<string, string> = {};
-  for (const [bucket, count] of state.window.counts) hash[String(bucket)] = String(count);
+  for (const [bucket, count] of state.window.counts) hash[`${p}${bucket}`] = String(count);
   if (state.window.oldest !== null) {
-    hash.o = String(state.window.oldest);
-    hash.t = String(state.window.total);
+    hash[`${p}o`] = String(state.window.oldest);
+    hash[`${p}t`] = String(state.window.total);
   }
   return hash;
 }
@@ -111,11 +115,11 @@ interface Applied {
 /** Drives Lua and model side by side; every reply and, at the end, every hash must match. */
 async function runAgainstRedis(scenario: Scenario, runPrefix: string): Promise<Applied[]> {
   const limiter = createSlidingWindowLimiter(redis);
-  const limits: LimitSpec[] = scenario.specs.map((spec, k) => ({
-    name: `l${k}`,
-    key: `${runPrefix}${k}`,
-    ...spec,
-  }));
+  const limits: LimitSpec[] = scenario.specs.map((spec, k) =>
+    scenario.shared
+      ? { name: `l${k}`, key: `${runPrefix}shared`, slot: `s${k}`, ...spec }
+      : { name: `l${k}`, key: `${runPrefix}${k}`, ...spec },
+  );
   let state: LimitState[] = scenario.specs.map((spec) => ({ spec, window: EMPTY_WINDOW }));
   let now = scenario.start;
   const applied: Applied[] = [];
@@ -128,15 +132,19 @@ async function runAgainstRedis(scenario: Scenario, runPrefix: string): Promise<A
       state = model.state;
       applied.push({ now, cost: step.cost, decision: model.decision });
     }
-    for (const [k, limit] of limits.entries()) {
-      expect(await redis.hgetall(limit.key)).toEqual(hashOf(state[k]!));
-      const ttl = await redis.pttl(limit.key);
-      if (state[k]!.window.oldest === null) expect(ttl).toBe(-2);
+    // Every hash holds exactly its windows' model state, and lives no longer than its longest
+    // window needs (W + B), and not at all once every window in it is empty.
+    for (const key of new Set(limits.map((l) => l.key))) {
+      const members = [...limits.entries()].filter(([, l]) => l.key === key);
+      const want = Object.assign({}, ...members.map(([k, l]) => hashOf(state[k]!, l.slot)));
+      expect(await redis.hgetall(key)).toEqual(want);
+      const ttl = await redis.pttl(key);
+      if (members.every(([k]) => state[k]!.window.oldest === null)) expect(ttl).toBe(-2);
       else expect(ttl).toBeGreaterThan(0);
-      expect(ttl).toBeLessThanOrEqual(limit.windowMs + bucketWidth(limit));
+      expect(ttl).toBeLessThanOrEqual(Math.max(...members.map(([, l]) => l.windowMs + bucketWidth(l))));
     }
   } finally {
-    await redis.del(...limits.map((limit) => limit.key));
+    await redis.del(...new Set(limits.map((limit) => limit.key)));
   }
   return applied;
 }
@@ -217,6 +225,53 @@ describe('sliding window: key lifetime', () => {
     } finally {
       await redis.del(spec.key);
     }
+  });
+  it('keeps a shared hash alive for its longest window, whichever window opens a bucket', async () => {
+    const limiter = createSlidingWindowLimiter(redis);
+    const key = `${PREFIX}ttl-shared`;
+    const minute: LimitSpec = { name: 'm', key, slot: 'm', limit: 100, windowMs: 60_000, buckets: 6 };
+    const day: LimitSpec = { name: 'd', key, slot: 'd', limit: 1_000, windowMs: 86_400_000, buckets: 24 };
+    const longest = day.windowMs + bucketWidth(day);
+    const start = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000);
+    try {
+      await limiter.check({ now: start, mode: 'enforce', cost: 1, limits: [minute, day] });
+      expect(await redis.pttl(key)).toBeGreaterThan(longest - 1_000);
+      await sleep(30);
+      // Only the minute window opens a bucket here (same hour): the TTL must not drop to its W + B.
+      await limiter.check({ now: start + 20_000, mode: 'enforce', cost: 1, limits: [minute, day] });
+      const ttl = await redis.pttl(key);
+      expect(ttl).toBeGreaterThan(longest - 1_000);
+      expect(ttl).toBeLessThanOrEqual(longest);
+      expect(await redis.hgetall(key)).toEqual({
+        'm:o': String(start / 10_000),
+        'm:t': '2',
+        [`m:${start / 10_000}`]: '1',
+        [`m:${start / 10_000 + 2}`]: '1',
+        'd:o': String(start / 3_600_000),
+        'd:t': '2',
+        [`d:${start / 3_600_000}`]: '2',
+      });
+    } finally {
+      await redis.del(key);
+    }
+  });
+
+  it('refuses two windows in one place of a hash', async () => {
+    const limiter = createSlidingWindowLimiter(redis);
+    const key = `${PREFIX}clash`;
+    const a: LimitSpec = { name: 'a', key, limit: 1, windowMs: 1_000, buckets: 1 };
+    const check = (limits: LimitSpec[]) =>
+      limiter.check({ now: 1_700_000_000_000, mode: 'enforce', cost: 1, limits });
+    await expect(check([a, { ...a, name: 'b' }])).rejects.toThrow(/distinct, non-empty slots/);
+    await expect(check([a, { ...a, name: 'b', slot: 'x' }])).rejects.toThrow(/distinct, non-empty slots/);
+    await expect(
+      check([
+        { ...a, slot: 'x' },
+        { ...a, name: 'b', slot: 'x' },
+      ]),
+    ).rejects.toThrow(/distinct/);
+    await expect(check([{ ...a, slot: 'x:y' }])).rejects.toThrow(/slot must be/);
+    expect(await redis.exists(key)).toBe(0);
   });
 });
 
