@@ -86,7 +86,8 @@ function encode(request: CheckRequest): { keys: string[]; args: string[] } {
   const keys: string[] = [];
   // Hash index (1-based, as the script sees KEYS) and the slots already placed in it.
   const hashes = new Map<string, { index: number; slots: string[] }>();
-  const args = [String(limits.length), String(now), String(cost), mode, event?.when ?? '', '', ''];
+  const args = [String(limits.length), String(now), String(cost), mode, event?.when ?? '', '', '', ''];
+  let windows = '';
   for (const spec of limits) {
     const specError = specProblem(spec);
     if (specError) throw new RangeError(`limit ${spec.name}: ${specError}`);
@@ -105,9 +106,10 @@ function encode(request: CheckRequest): { keys: string[]; args: string[] } {
       throw new RangeError('windows sharing a key need distinct, non-empty slots');
     }
     hash.slots.push(slot);
-    args.push(String(hash.index), slot, String(spec.limit), String(spec.windowMs), String(spec.buckets));
+    windows += `${hash.index},${slot},${spec.limit},${spec.windowMs},${spec.buckets};`;
   }
   args[6] = String(keys.length);
+  args[7] = windows;
   if (event) {
     if (!Number.isSafeInteger(event.maxLen) || event.maxLen < 1) {
       throw new RangeError('event.maxLen must be a positive integer');

@@ -27,10 +27,10 @@
       ARGV[5]         event: '' (none) | 'admitted' (append only when admitted) | 'always'
       ARGV[6]         stream MAXLEN, approximate (~)
       ARGV[7]         h, the number of hashes
-      ARGV[8 + 5(k - 1) .. 12 + 5(k - 1)]
-                      hash index (1..h), slot, limit, windowMs, buckets of window k;
-                      windowMs is a multiple of buckets
-      ARGV[8 + 5n ..] stream field, value, field, value ... (with 'always', the entry starts with
+      ARGV[8]         the n windows, each as `<hash index>,<slot>,<limit>,<windowMs>,<buckets>;`
+                      (hash index 1..h; windowMs a multiple of buckets). One argument rather than
+                      5n: every argument costs the client and the server a conversion each.
+      ARGV[9 ..]      stream field, value, field, value ... (with 'always', the entry starts with
                       an `ok` field: '1' admitted, '0' denied)
 
     Output:
@@ -70,15 +70,11 @@ local hashes = {}
 for g = 1, h do hashes[g] = { key = KEYS[g], members = {}, ttl = 0, writes = {}, fresh = false } end
 
 local windows = {}
-for k = 1, n do
-  local base = 7 + 5 * (k - 1)
-  local g = tonumber(ARGV[base + 1])
-  local slot = ARGV[base + 2]
-  local limit = tonumber(ARGV[base + 3])
-  local windowMs = tonumber(ARGV[base + 4])
-  local buckets = tonumber(ARGV[base + 5])
-  if g == nil or hashes[g] == nil or slot == nil or limit == nil or windowMs == nil or buckets == nil
-    or buckets < 1 or windowMs % buckets ~= 0 then
+local k = 0
+for g, slot, limit, windowMs, buckets in string.gmatch(ARGV[8], '(%d+),(%w*),(%d+),(%d+),(%d+);') do
+  k = k + 1
+  g, limit, windowMs, buckets = tonumber(g), tonumber(limit), tonumber(windowMs), tonumber(buckets)
+  if hashes[g] == nil or buckets < 1 or windowMs % buckets ~= 0 then
     return -1
   end
   local width = windowMs / buckets
@@ -94,6 +90,7 @@ for k = 1, n do
     current = (now - offset) / width
   }
 end
+if k ~= n then return -1 end
 
 -- One read per hash serves the common case: for each window its oldest bucket, its total and the
 -- current bucket's count, which lets the write below be a plain HSET and tells whether the bucket
@@ -290,10 +287,10 @@ for k = 1, n do
 end
 
 if eventWhen == 'admitted' and admitted then
-  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, 8 + 5 * n))
+  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, 9))
 elseif eventWhen == 'always' then
   -- The caller cannot know the outcome when it builds the event: `ok` records it.
-  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', 'ok', admitted and '1' or '0', unpack(ARGV, 8 + 5 * n))
+  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', 'ok', admitted and '1' or '0', unpack(ARGV, 9))
 end
 
 return reply
