@@ -17,7 +17,7 @@ interface CandidateRow {
   a: string;
   b: string;
   kind: string;
-  value: string;
+  vals: string[];
   buckets: Array<number | bigint>;
   a_ats: Date[];
   b_ats: Date[];
@@ -87,7 +87,7 @@ export async function candidatePairs(
       WHERE (NOT ${onlyGreater} OR o.account_id > z.account_id)
         AND NOT EXISTS (SELECT 1 FROM link_suppressions ls WHERE ls.account_id = o.account_id AND ls.kind = z.kind)
     )
-    SELECT a, b, kind, min(value) AS value, array_agg(bucket) AS buckets, array_agg(a_at) AS a_ats, array_agg(b_at) AS b_ats
+    SELECT a, b, kind, array_agg(value) AS vals, array_agg(bucket) AS buckets, array_agg(a_at) AS a_ats, array_agg(b_at) AS b_ats
     FROM hits GROUP BY a, b, kind
   `;
   for (const r of rows) {
@@ -102,7 +102,7 @@ export async function candidatePairs(
       const atB = r.b_ats[i]!.getTime();
       list.push({
         kind: r.kind,
-        value: i === 0 ? r.value : `${r.value}#${i}`,
+        value: r.vals[i]!,
         bucket: Number(bucket),
         atA: swap ? atB : atA,
         atB: swap ? atA : atB,

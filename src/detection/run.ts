@@ -6,8 +6,10 @@ import type { Logger } from '../logger.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { ActionService } from './actions.ts';
 import { assignClusterIds, componentsOf } from './cluster.ts';
+import { farmNetworkArrivals } from './farm-networks.ts';
 import { type ComputedLink, candidatePairs, replaceLinks, weighPairs } from './link.ts';
 import { actionFor, type ClusterAction, type MemberFacts, scoreCluster } from './score.ts';
+import { indexPhones, refusalsByFingerprint } from './signup-evidence.ts';
 import type { SharedSignal } from './weights.ts';
 
 // One analysis run: usage features, links, clusters, scores and actions over everything as of an
@@ -78,6 +80,7 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
     mark = t;
   };
   const featured = deps.computeFeatures ? (await deps.computeFeatures(asOf)).accounts : 0;
+  await indexPhones(db, asOf);
   lap('featuresMs');
 
   // Links: every account made by asOf, in batches; each pair is weighed once.
@@ -124,7 +127,12 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
   }
 
   const memberIds = clusters.flatMap((c) => c.members);
-  const facts = await memberFacts(db, memberIds);
+  const facts = await memberFacts(db, memberIds, asOf);
+  const refusals = await refusalsByFingerprint(
+    db,
+    [...new Set([...facts.values()].flatMap((m) => m.fingerprints))],
+    asOf,
+  );
   const dailyQuota = dailyQuotaOf(policy, policy.enforcement.defaultTier);
   const labels = new Map(
     (
@@ -142,10 +150,12 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
     const linkKinds = new Map<string, number>();
     for (const l of clusterLinks)
       for (const e of l.evidence) linkKinds.set(e.kind, (linkKinds.get(e.kind) ?? 0) + 1);
-    const members = c.members.map((m) => facts.get(m)).filter((m): m is MemberFacts => m !== undefined);
+    const members = c.members.map((m) => facts.get(m)).filter((m): m is Member => m !== undefined);
     const identity = clusterLinks.filter((l) => l.evidence.some((e) => IDENTITY_KINDS.has(e.kind)));
+    const fingerprints = new Set(members.flatMap((m) => m.fingerprints));
     const result = scoreCluster({
       members,
+      refusedSignups: [...fingerprints].reduce((n, fp) => n + (refusals.get(fp) ?? 0), 0),
       linkKinds,
       links: clusterLinks.length,
       identityLinks: identity.length,
@@ -213,6 +223,7 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
     });
     accountsActed += result.changed.length;
   }
+  accountsActed += await challengeFarmNetworkArrivals(deps, scored, runId, asOf);
   accountsActed += await actOnLoneAccounts(deps, memberOf, runId, asOf);
   const surges = await tierSurges(db, asOf, detection.tierSurgeFactor);
   for (const s of surges) await deps.actions.alertTierSurge({ ...s, at: asOf });
@@ -274,15 +285,24 @@ export function dailyQuotaOf(policy: Policy, tier: string): number | null {
   return (w.limit * 86_400_000) / w.window;
 }
 
-async function memberFacts(db: Db, ids: readonly string[]): Promise<Map<string, MemberFacts>> {
-  const out = new Map<string, MemberFacts>();
+type Member = MemberFacts & { fingerprints: string[] };
+
+async function memberFacts(db: Db, ids: readonly string[], asOf: Date): Promise<Map<string, Member>> {
+  const out = new Map<string, Member>();
   for (let i = 0; i < ids.length; i += 5_000) {
     const chunk = ids.slice(i, i + 5_000);
     const [accounts, flags, features] = await Promise.all([
-      db.account.findMany({ where: { id: { in: chunk } }, select: { id: true, createdAt: true } }),
+      db.account.findMany({
+        where: { id: { in: chunk } },
+        select: { id: true, createdAt: true, phone: true, phoneVerifiedAt: true },
+      }),
       db.signal.findMany({
-        where: { accountId: { in: chunk }, kind: { in: ['disposable', 'hosting_asn'] } },
-        select: { accountId: true, kind: true },
+        where: {
+          accountId: { in: chunk },
+          kind: { in: ['disposable', 'hosting_asn', 'fingerprint'] },
+          at: { lte: asOf },
+        },
+        select: { accountId: true, kind: true, value: true },
       }),
       db.accountFeature.findMany({
         where: { accountId: { in: chunk } },
@@ -291,18 +311,22 @@ async function memberFacts(db: Db, ids: readonly string[]): Promise<Map<string, 
     ]);
     const featureOf = new Map(features.map((f) => [f.accountId, f.features as Record<string, unknown>]));
     for (const a of accounts) {
+      const phoneAt = a.phoneVerifiedAt ?? a.createdAt;
       out.set(a.id, {
         accountId: a.id,
         createdAt: a.createdAt.getTime(),
         disposable: false,
         hosting: false,
         features: featureOf.get(a.id) ?? null,
+        phone: a.phone && phoneAt <= asOf ? a.phone : null,
+        fingerprints: [],
       });
     }
     for (const f of flags) {
       const m = out.get(f.accountId);
       if (!m) continue;
       if (f.kind === 'disposable') m.disposable = true;
+      else if (f.kind === 'fingerprint') m.fingerprints.push(f.value);
       else m.hosting = true;
     }
   }
@@ -339,6 +363,44 @@ function clusterEvidence(
     timeline[day] = (timeline[day] ?? 0) + 1;
   }
   return { signals, features: result.features, parts: result.parts, timeline, links: links.length };
+}
+
+/**
+ * Accounts made on a network a suspended farm dominates (farm-networks.ts) are held to that farm:
+ * the farm's cluster challenges them, so its audit trail names them and undoing the cluster
+ * restores them too. A member with a verified phone is left alone, as for any challenge.
+ */
+async function challengeFarmNetworkArrivals(
+  deps: RunDeps,
+  scored: ReadonlyArray<{
+    id: string;
+    members: string[];
+    action: ClusterAction;
+    score: number;
+    evidence: Prisma.InputJsonObject;
+  }>,
+  runId: string,
+  asOf: Date,
+): Promise<number> {
+  const farms = new Map(scored.filter((c) => c.action === 'suspend').map((c) => [c.id, c.members]));
+  if (farms.size === 0) return 0;
+  const { arrivals } = await farmNetworkArrivals(deps.db, farms, asOf);
+  let acted = 0;
+  for (const c of scored) {
+    const ids = arrivals.filter((a) => a.clusterId === c.id).map((a) => a.accountId);
+    if (ids.length === 0) continue;
+    const result = await deps.actions.applyClusterAction({
+      clusterId: c.id,
+      action: 'challenge',
+      score: c.score,
+      evidence: c.evidence,
+      memberIds: ids,
+      runId,
+      at: asOf,
+    });
+    acted += result.changed.length;
+  }
+  return acted;
 }
 
 /**

@@ -9,6 +9,8 @@ export interface MemberFacts {
   hosting: boolean;
   /** Usage features from the feature store (null for accounts without usage). */
   features: Record<string, unknown> | null;
+  /** The account's phone (E.164) once given or verified by the run's event time. */
+  phone?: string | null;
 }
 
 export interface ClusterFacts {
@@ -22,6 +24,11 @@ export interface ClusterFacts {
   links: number;
   /** One account's daily quota (the tier's daily user budget), for the multiplication factor. */
   dailyQuota: number | null;
+  /**
+   * Signup attempts refused for farm-like reasons (velocity, disposable or blocked e-mail, phone
+   * type, …) from the members' own devices: the accounts the operator could not make.
+   */
+  refusedSignups?: number;
 }
 
 export interface ClusterScore {
@@ -54,6 +61,31 @@ export function signupBurstiness(createdAt: readonly number[]): number {
 
 const STRONG_KINDS = ['fingerprint', 'usage_fingerprint', 'phone', 'phone_prefix', 'email'];
 
+/** Numbers bought in bulk come in consecutive blocks: the block of a hundred a number falls in. */
+const phoneBlock = (e164: string): string | null => (/^\+\d{8,15}$/.test(e164) ? e164.slice(0, -2) : null);
+
+/**
+ * Share of the members whose phone shares its block of a hundred numbers with another member's
+ * different number (the same number twice is the phone link's business, not a sequence).
+ */
+export function sequentialPhoneShare(phones: ReadonlyArray<string | null | undefined>): number {
+  if (phones.length === 0) return 0;
+  const blocks = new Map<string, Set<string>>();
+  for (const p of phones) {
+    const block = p ? phoneBlock(p) : null;
+    if (!p || !block) continue;
+    const numbers = blocks.get(block) ?? new Set<string>();
+    numbers.add(p);
+    blocks.set(block, numbers);
+  }
+  let inSequence = 0;
+  for (const p of phones) {
+    const block = p ? phoneBlock(p) : null;
+    if (block && (blocks.get(block)?.size ?? 0) >= 2) inSequence++;
+  }
+  return inSequence / phones.length;
+}
+
 export function scoreCluster(facts: ClusterFacts): ClusterScore {
   const n = facts.members.length;
   const f = facts.members.map((m) => m.features);
@@ -73,6 +105,8 @@ export function scoreCluster(facts: ClusterFacts): ClusterScore {
     // only on links that something beyond the network already supports.
     syncLinkShare: facts.links === 0 ? 0 : Math.min(1, (facts.syncedIdentityLinks ?? 0) / facts.links),
     queryLinkShare: linkShare(['query_lsh']),
+    sequentialPhoneShare: sequentialPhoneShare(facts.members.map((m) => m.phone)),
+    refusedPerMember: n === 0 ? 0 : (facts.refusedSignups ?? 0) / n,
     ceilingShare: mean(f.map((x) => num(x, 'ceilingShare') ?? 0)),
     alwaysOnShare: mean(f.map((x) => ((num(x, 'activeHoursShare') ?? 0) >= 0.9 ? 1 : 0))),
     midnightBurstShare: mean(f.map((x) => num(x, 'midnightBurstShare') ?? 0)),
@@ -102,6 +136,10 @@ export function scoreCluster(facts: ClusterFacts): ClusterScore {
     resetBurst: 0.45 * features.midnightBurstShare!,
     regular: 0.3 * features.regularShare!,
     multiplication: Math.min(0.4, 0.04 * Math.max(0, features.multiplication! - 2)),
+    // Consecutive numbers among unrelated people are rare; a family plan is a handful, and small.
+    sequentialPhones: 0.45 * features.sequentialPhoneShare!,
+    // One refusal per member (an operator pushing past the velocity limits) counts in full.
+    refusedSignups: 0.35 * Math.min(1, features.refusedPerMember!),
   };
   let none = 1;
   for (const p of Object.values(parts)) none *= 1 - Math.max(0, Math.min(1, p));

@@ -1,4 +1,5 @@
 import type { DetectionPolicy } from '../policy/policy.ts';
+import { parseIp, subnetOf } from '../signals/ip.ts';
 
 // How much two accounts sharing signals say about being one actor: pure, tested without I/O.
 
@@ -88,7 +89,7 @@ export function pairWeight(
     const saturation = policy.saturation[kind];
     if (saturation !== undefined) {
       // Multi-valued kinds: each shared value adds its rarity, up to full weight at `saturation`.
-      const sum = signals.reduce((acc, s) => acc + rarity(s.bucket), 0);
+      const sum = groupedRarity(kind, signals);
       contribution = w * Math.min(1, sum / saturation);
     } else {
       // Single-valued kinds: the best shared value counts (two accounts share one e-mail pattern).
@@ -104,6 +105,28 @@ export function pairWeight(
   }
   evidence.sort((a, b) => b.weight - a.weight);
   return { weight: round(weight), evidence };
+}
+
+/** Kinds whose shared values count once per network they fall in (see `groupedRarity`). */
+const PER_NETWORK: ReadonlySet<string> = new Set(['usage_ip']);
+
+/**
+ * The summed rarity of a multi-valued kind's shared values. Shared usage addresses count once per
+ * /24 (/64): a carrier's CGNAT hands all its subscribers the same few addresses of one block, so
+ * sharing ten of them is one coincidence, while ten addresses in ten networks (a proxy list, a
+ * set of machines: EvilCohort) are ten.
+ */
+export function groupedRarity(kind: string, signals: readonly SharedSignal[]): number {
+  if (!PER_NETWORK.has(kind)) return signals.reduce((acc, s) => acc + rarity(s.bucket), 0);
+  const best = new Map<string, number>();
+  for (const s of signals) {
+    const ip = parseIp(s.value);
+    const network = ip ? subnetOf(ip) : s.value;
+    best.set(network, Math.max(best.get(network) ?? 0, rarity(s.bucket)));
+  }
+  let sum = 0;
+  for (const r of best.values()) sum += r;
+  return sum;
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;

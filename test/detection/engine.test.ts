@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { assignClusterIds, componentsOf } from '../../src/detection/cluster.ts';
-import { actionFor, scoreCluster, signupBurstiness } from '../../src/detection/score.ts';
-import { pairWeight, rarity, timeFactor } from '../../src/detection/weights.ts';
+import {
+  actionFor,
+  scoreCluster,
+  sequentialPhoneShare,
+  signupBurstiness,
+} from '../../src/detection/score.ts';
+import { groupedRarity, pairWeight, rarity, timeFactor } from '../../src/detection/weights.ts';
 import { parsePolicy } from '../../src/policy/policy.ts';
 
 const detection = parsePolicy('version: 1').detection;
@@ -170,5 +175,68 @@ describe('implied kinds', () => {
     const ipOnly = pairWeight([shared('ip', 4)], detection);
     expect(both.weight).toBe(ipOnly.weight);
     expect(both.evidence.map((e) => e.kind)).toEqual(['ip']);
+  });
+});
+
+describe('shared usage addresses', () => {
+  const cgnat = Array.from({ length: 10 }, (_, i) => shared('usage_ip', 12, 0, `100.64.7.${10 + i}`));
+  const proxies = Array.from({ length: 10 }, (_, i) => shared('usage_ip', 12, 0, `81.${20 + i}.4.9`));
+
+  it('counts ten addresses of one carrier block once, and ten in ten networks ten times', () => {
+    expect(groupedRarity('usage_ip', cgnat)).toBeCloseTo(rarity(12), 5);
+    expect(groupedRarity('usage_ip', proxies)).toBeCloseTo(10 * rarity(12), 5);
+    // Other multi-valued kinds still add every value.
+    const bands = Array.from({ length: 3 }, (_, i) => shared('query_lsh', 5, 0, `b${i}:x`));
+    expect(groupedRarity('query_lsh', bands)).toBeCloseTo(3 * rarity(5), 5);
+  });
+
+  it('links accounts used from the same proxies more than subscribers of one CGNAT', () => {
+    const policy = { ...detection, weights: { usage_ip: 0.9 }, saturation: { usage_ip: 3 } };
+    const fromProxies = pairWeight(proxies, policy).weight;
+    const onCgnat = pairWeight(cgnat, policy).weight;
+    expect(fromProxies).toBeCloseTo(0.9, 3);
+    expect(onCgnat).toBeLessThan(fromProxies / 3);
+  });
+});
+
+describe('phones and refused signups in a cluster score', () => {
+  const member = (i: number, phone: string | null) => ({
+    accountId: `acc${i}`,
+    createdAt: i * DAY,
+    disposable: false,
+    hosting: false,
+    features: null,
+    phone,
+  });
+
+  it('finds members whose numbers come from one consecutive block', () => {
+    expect(sequentialPhoneShare(['+12067103844', '+12067103846', '+447700900123', null])).toBeCloseTo(0.5, 5);
+    // The same number twice is not a sequence (the phone link covers it), nor are unrelated numbers.
+    expect(sequentialPhoneShare(['+12067103844', '+12067103844', '+447700900123'])).toBe(0);
+    expect(sequentialPhoneShare([])).toBe(0);
+  });
+
+  it('adds consecutive numbers and refused signups from the members’ devices to the score', () => {
+    const base = {
+      linkKinds: new Map([['fingerprint', 6]]),
+      links: 10,
+      dailyQuota: 1000,
+    };
+    const plain = scoreCluster({ ...base, members: Array.from({ length: 6 }, (_, i) => member(i, null)) });
+    const sequential = scoreCluster({
+      ...base,
+      members: Array.from({ length: 6 }, (_, i) => member(i, `+1206710380${i}`)),
+    });
+    const refused = scoreCluster({
+      ...base,
+      members: Array.from({ length: 6 }, (_, i) => member(i, null)),
+      refusedSignups: 12,
+    });
+    expect(plain.parts.sequentialPhones).toBe(0);
+    expect(plain.parts.refusedSignups).toBe(0);
+    expect(sequential.parts.sequentialPhones).toBeCloseTo(0.45, 3);
+    expect(refused.parts.refusedSignups).toBeCloseTo(0.35, 3);
+    expect(sequential.score).toBeGreaterThan(plain.score);
+    expect(refused.score).toBeGreaterThan(plain.score);
   });
 });
