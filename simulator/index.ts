@@ -37,6 +37,8 @@ export interface SimulationOptions {
   databaseServer?: string;
   redisUrl?: string;
   concurrency?: number;
+  /** Live signups started per second (10 by default: a day's signups in about a minute). */
+  signupsPerSecond?: number;
   liveCallsPerAccount?: number;
   liveExistingAccounts?: number;
   log?: (message: string) => void;
@@ -109,6 +111,7 @@ export async function runSimulation(opts: SimulationOptions): Promise<Report> {
       log,
       maxBodyBytes: opts.url ? 900_000 : 15_000_000,
       ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+      ...(opts.signupsPerSecond ? { signupsPerSecond: opts.signupsPerSecond } : {}),
       ...(opts.liveCallsPerAccount !== undefined ? { liveCallsPerAccount: opts.liveCallsPerAccount } : {}),
       ...(opts.liveExistingAccounts !== undefined ? { liveExistingAccounts: opts.liveExistingAccounts } : {}),
     });
