@@ -1,10 +1,10 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Report, runSimulation, SCENARIOS, type ScenarioName } from '../../simulator/index.ts';
 import { pct, THRESHOLDS } from '../../simulator/report.ts';
 
 // A small version of every red-team scenario against a Gatehouse of its own, with the thresholds
 // detection must meet: at least 95% of each farm stopped, at most 0.5% of real users suspended.
-// Run with `npm run test:scenarios`; it joins `npm test` once every scenario passes.
+// Part of `npm test`; `npm run test:scenarios` runs it alone (SCENARIO_SEED=<n> for another seed).
 
 // SCENARIO_SEED picks another population, to check that detection holds beyond one seed.
 const SMALL = { seed: Number(process.env.SCENARIO_SEED ?? 7), legit: 150, days: 5 } as const;
@@ -47,6 +47,17 @@ beforeAll(async () => {
   };
   await Promise.all([worker(), worker(), worker()]);
 }, 300_000);
+
+afterAll(() => {
+  // One line per scenario, so a run's numbers can be read without the report.
+  for (const [scenario, r] of reports) {
+    const farms = r.farms.map((f) => `${f.scenario} ${pct(f.stoppedRate)} stopped`).join(', ');
+    process.stdout.write(
+      `scenario ${scenario} (seed ${SMALL.seed}): ${farms}; legitimate ${r.legit.suspended}/${r.legit.created} suspended, ` +
+        `${r.legit.throttled} throttled, ${r.legit.challenged} challenged; ${(r.timings.wallMs / 1000).toFixed(1)} s\n`,
+    );
+  }
+});
 
 const summary = (r: Report) =>
   [
