@@ -2,11 +2,11 @@ import { type Job, Worker } from 'bullmq';
 import type { Context } from '../src/context.ts';
 import { createRedis } from '../src/redis/client.ts';
 import { createAlertsProcessor } from './alerts.ts';
-import { analysis } from './analysis.ts';
 import { enrich } from './enrich.ts';
 import { maintenance } from './maintenance.ts';
 import { createNotifyProcessor } from './notify.ts';
 import type { Processor } from './processor.ts';
+import { analysisStages } from './stages.ts';
 import { startUsageIngestor } from './usage-ingest.ts';
 
 /** Every queue consumer this process runs. */
@@ -14,7 +14,7 @@ export const processors: Processor[] = [
   maintenance,
   createNotifyProcessor((ctx) => ctx.notifier),
   enrich,
-  analysis,
+  ...analysisStages,
   createAlertsProcessor(({ config }) =>
     config.ALERT_WEBHOOK_URL && config.ALERT_WEBHOOK_SECRET
       ? { url: config.ALERT_WEBHOOK_URL, secret: config.ALERT_WEBHOOK_SECRET }

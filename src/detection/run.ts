@@ -66,24 +66,42 @@ export async function latestEventTime(db: Db): Promise<Date> {
   return row?.at ?? new Date(0);
 }
 
+/** A stage's figures for the run's summary (see run-stages.ts). */
+export interface StageOutput {
+  summary: Partial<Omit<RunSummary, 'timings'>> & { timings: Record<string, number> };
+}
+
+/**
+ * A whole run in one call: the four stages one after another, as the stage workers run them.
+ * For tools and tests that analyse in-process; the service runs stages through their queues.
+ */
 export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date | null): Promise<RunSummary> {
-  const { db } = deps;
-  const policy = deps.policy();
-  const detection = policy.detection;
-  const asOf = asOfInput ?? (await latestEventTime(db));
+  const asOf = asOfInput ?? (await latestEventTime(deps.db));
+  const parts = [
+    await analyseFeatures(deps, asOf),
+    await analyseLinks(deps, asOf),
+    await analyseClusters(deps, asOf),
+    await analyseActions(deps, runId, asOf),
+  ];
+  const summary = Object.assign({}, ...parts.map((p) => p.summary)) as RunSummary;
+  summary.timings = Object.assign({}, ...parts.map((p) => p.summary.timings));
+  summary.asOf = asOf.toISOString();
+  return summary;
+}
 
-  const timings: Record<string, number> = {};
-  let mark = Date.now();
-  const lap = (name: string) => {
-    const t = Date.now();
-    timings[name] = t - mark;
-    mark = t;
-  };
+/** Stage 1: usage features and usage signals as of the event time; phones verified since signup. */
+export async function analyseFeatures(deps: RunDeps, asOf: Date): Promise<StageOutput> {
+  const started = Date.now();
   const featured = deps.computeFeatures ? (await deps.computeFeatures(asOf)).accounts : 0;
-  await indexPhones(db, asOf);
-  lap('featuresMs');
+  await indexPhones(deps.db, asOf);
+  return { summary: { asOf: asOf.toISOString(), featured, timings: { featuresMs: Date.now() - started } } };
+}
 
-  // Links: every account made by asOf, in batches; each pair is weighed once.
+/** Stage 2: every account made by asOf gets its candidates from the index; each pair is weighed once. */
+export async function analyseLinks(deps: RunDeps, asOf: Date): Promise<StageOutput> {
+  const { db } = deps;
+  const detection = deps.policy().detection;
+  let mark = Date.now();
   const accounts = await db.account.findMany({
     where: { createdAt: { lte: asOf } },
     select: { id: true },
@@ -101,12 +119,43 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
           if (!known.some((k) => k.kind === s.kind && k.value === s.value)) known.push(s);
     }
   }
-  lap('candidatesMs');
+  const candidatesMs = Date.now() - mark;
+  mark = Date.now();
   const links = weighPairs(pairs, detection);
   await replaceLinks(db, links);
-  lap('linksMs');
+  return {
+    summary: {
+      accounts: ids.length,
+      links: links.length,
+      timings: { candidatesMs, linksMs: Date.now() - mark },
+    },
+  };
+}
 
-  // Clusters, keeping ids stable across runs.
+/** The stored link graph among accounts made by asOf (what the link stage wrote). */
+async function loadLinks(db: Db, asOf: Date): Promise<ComputedLink[]> {
+  const rows = await db.$queryRaw<Array<{ a: string; b: string; weight: number; evidence: unknown }>>`
+    SELECT l.account_a AS a, l.account_b AS b, l.weight, l.evidence
+    FROM links l
+    JOIN accounts x ON x.id = l.account_a
+    JOIN accounts y ON y.id = l.account_b
+    WHERE x.created_at <= ${asOf} AND y.created_at <= ${asOf}
+    ORDER BY l.account_a, l.account_b`;
+  return rows.map((r) => ({
+    a: r.a,
+    b: r.b,
+    weight: r.weight,
+    evidence: r.evidence as ComputedLink['evidence'],
+  }));
+}
+
+/** Stage 3: clusters from the links (ids stable across runs), each scored as a whole and stored. */
+export async function analyseClusters(deps: RunDeps, asOf: Date): Promise<StageOutput> {
+  const { db } = deps;
+  const policy = deps.policy();
+  const detection = policy.detection;
+  const started = Date.now();
+  const links = await loadLinks(db, asOf);
   const components = componentsOf(links, detection.actions.minClusterSize);
   const previousRows = await db.clusterMember.findMany({
     where: { cluster: { live: true } },
@@ -134,17 +183,7 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
     asOf,
   );
   const dailyQuota = dailyQuotaOf(policy, policy.enforcement.defaultTier);
-  const labels = new Map(
-    (
-      await db.cluster.findMany({
-        where: { id: { in: clusters.map((c) => c.id) } },
-        select: { id: true, label: true },
-      })
-    ).map((c) => [c.id, c.label]),
-  );
 
-  const actionCounts: Record<string, number> = {};
-  let accountsActed = 0;
   const scored = clusters.map((c) => {
     const clusterLinks = linksByCluster.get(c.id) ?? [];
     const linkKinds = new Map<string, number>();
@@ -163,11 +202,7 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
       dailyQuota,
     });
     const evidence = clusterEvidence(members, clusterLinks, linkKinds, result);
-    let action: ClusterAction = actionFor(result.score, c.members.length, detection.actions);
-    const label = labels.get(c.id);
-    if (label === 'false_positive') action = 'none';
-    if (label === 'confirmed_farm') action = 'suspend';
-    return { ...c, score: result.score, action, evidence };
+    return { ...c, score: result.score, evidence };
   });
 
   // Membership is replaced wholesale; clusters that lost everyone are kept, not live, for the record.
@@ -207,8 +242,35 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
     },
     { timeout: 120_000, maxWait: 10_000 },
   );
+  return { summary: { clusters: scored.length, timings: { clustersMs: Date.now() - started } } };
+}
 
-  lap('clustersMs');
+/**
+ * Stage 4: the policy's action for every live cluster as the score stage stored it (an analyst's
+ * label overrides: false_positive → none, confirmed_farm → suspend), then the arrivals on farm
+ * networks, lone risky accounts, and tier-surge alerts.
+ */
+export async function analyseActions(deps: RunDeps, runId: string, asOf: Date): Promise<StageOutput> {
+  const { db } = deps;
+  const detection = deps.policy().detection;
+  const started = Date.now();
+  const live = await db.cluster.findMany({
+    where: { live: true },
+    select: { id: true, score: true, evidence: true, label: true, members: { select: { accountId: true } } },
+    orderBy: { id: 'asc' },
+  });
+  const scored = live.map((c) => {
+    const members = c.members.map((m) => m.accountId).sort();
+    let action: ClusterAction = actionFor(c.score, members.length, detection.actions);
+    if (c.label === 'false_positive') action = 'none';
+    if (c.label === 'confirmed_farm') action = 'suspend';
+    return { id: c.id, members, score: c.score, action, evidence: c.evidence as Prisma.InputJsonObject };
+  });
+  const memberOf = new Map<string, string>();
+  for (const c of scored) for (const m of c.members) memberOf.set(m, c.id);
+
+  const actionCounts: Record<string, number> = {};
+  let accountsActed = 0;
   for (const c of scored) {
     actionCounts[c.action] = (actionCounts[c.action] ?? 0) + 1;
     if (c.action === 'none') continue;
@@ -227,18 +289,13 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
   accountsActed += await actOnLoneAccounts(deps, memberOf, runId, asOf);
   const surges = await tierSurges(db, asOf, detection.tierSurgeFactor);
   for (const s of surges) await deps.actions.alertTierSurge({ ...s, at: asOf });
-  lap('actionsMs');
-
   return {
-    asOf: asOf.toISOString(),
-    accounts: ids.length,
-    featured,
-    links: links.length,
-    clusters: scored.length,
-    actions: actionCounts,
-    accountsActed,
-    tierSurges: surges.map((s) => s.tier),
-    timings,
+    summary: {
+      actions: actionCounts,
+      accountsActed,
+      tierSurges: surges.map((s) => s.tier),
+      timings: { actionsMs: Date.now() - started },
+    },
   };
 }
 

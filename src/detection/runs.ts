@@ -3,12 +3,14 @@ import type { AnalysisRun } from '../generated/prisma/client.ts';
 import { newId } from '../lib/ids.ts';
 import type { Queues } from '../queues/queues.ts';
 
-// Analysis runs as the API sees them: a row in PostgreSQL (the record) and a job on the analysis
-// queue (the work). One worker runs them one at a time.
+// Analysis runs as the API sees them: a row in PostgreSQL (the record) and a job on the first
+// stage's queue (the work; see run-stages.ts for the stages). Runs go one at a time.
 
 export interface RunView {
   id: string;
   status: AnalysisRun['status'];
+  /** The stage a running run is in, or the last one a finished run reached. */
+  stage: string | null;
   asOf: string | null;
   summary: unknown;
   error: string | null;
@@ -20,6 +22,7 @@ export interface RunView {
 export const runView = (r: AnalysisRun): RunView => ({
   id: r.id,
   status: r.status,
+  stage: r.stage,
   asOf: r.asOf?.toISOString() ?? null,
   summary: r.summary ?? null,
   error: r.error,
@@ -44,11 +47,11 @@ export function createRunService(deps: { db: Db; queues: Queues }): RunService {
     async start(requestedBy, asOf) {
       const row = await deps.db.analysisRun.create({ data: { id: newId('run'), requestedBy, asOf } });
       await deps.queues.add(
-        'analysis',
-        'run',
-        { runId: row.id, ...(asOf ? { asOf: asOf.toISOString() } : {}) },
+        'features',
+        'features',
+        { runId: row.id },
         // A run must not be repeated on its own: a failure is recorded on the run, not retried.
-        { jobId: row.id, attempts: 1 },
+        { jobId: `${row.id}-features`, attempts: 1 },
       );
       return runView(row);
     },

@@ -19,12 +19,25 @@ export interface JobPayloads {
   notify: NotificationMessage;
   /** Extract an account's signals into the inverted index (then linking picks it up). */
   enrich: { accountId: string };
-  /** A full analysis run (features, links, clusters, scores, actions); scheduled runs have no id yet. */
-  analysis: { runId?: string; asOf?: string };
+  /** An analysis run's first stage: usage features (scheduled runs have no run record yet). */
+  features: { runId?: string };
+  /** An analysis run's next stages: links, then cluster scores, then actions (src/detection/run-stages.ts). */
+  link: { runId: string };
+  score: { runId: string };
+  act: { runId: string };
   /** Tell the operator (signed webhook) that a cluster was throttled or suspended, or a tier surged. */
   alerts: OperatorAlert;
 }
 
 export type QueueName = keyof JobPayloads;
 
-export const QUEUE_NAMES: readonly QueueName[] = ['maintenance', 'notify', 'enrich', 'analysis', 'alerts'];
+export const QUEUE_NAMES: readonly QueueName[] = [
+  'maintenance',
+  'notify',
+  'enrich',
+  'features',
+  'link',
+  'score',
+  'act',
+  'alerts',
+];

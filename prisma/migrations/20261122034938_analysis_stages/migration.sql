@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "analysis_runs" ADD COLUMN     "stage" TEXT,
+ADD COLUMN     "stage_at" TIMESTAMPTZ(3);

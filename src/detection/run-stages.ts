@@ -1,0 +1,132 @@
+import type { Db } from '../db/client.ts';
+import type { Prisma } from '../generated/prisma/client.ts';
+import { newId } from '../lib/ids.ts';
+
+// An analysis run moves through four stages, each its own queue and processor (workers/):
+//
+//   features  usage features and usage signals as of the run's event time
+//   link      candidate pairs from the inverted index, weighed into links
+//   score     clusters from the links, each scored as a whole
+//   act       the policy's actions on the scored clusters and lone accounts, tier-surge alerts
+//
+// Each stage reads what the one before it stored in PostgreSQL, so a stage can run on any worker
+// process. The run record says where a run stands (status, stage, when the stage began) and
+// accumulates the summary. Runs never overlap: each replaces the link graph and the cluster
+// membership wholesale, so a run only leaves `queued` while no other run is `running`; a run
+// whose stage made no progress for STAGE_TIMEOUT_MS (its worker died) is failed to let the next
+// one go. A stage is entered only from the stage before it, so a duplicated or retried job finds
+// its stage taken and does nothing: no action is applied twice.
+
+export const STAGES = ['features', 'link', 'score', 'act'] as const;
+export type Stage = (typeof STAGES)[number];
+
+export const STAGE_TIMEOUT_MS = 60 * 60_000;
+// The runs' own advisory lock: claiming a run and checking that none is running is one step.
+const CLAIM_LOCK = 72_707_370;
+
+export const nextStage = (stage: Stage): Stage | null => STAGES[STAGES.indexOf(stage) + 1] ?? null;
+
+/** A scheduled run has no record yet: the first stage makes one. */
+export async function createScheduledRun(db: Db): Promise<string> {
+  const row = await db.analysisRun.create({ data: { id: newId('run'), requestedBy: 'schedule' } });
+  return row.id;
+}
+
+export type Claim =
+  | { outcome: 'claimed'; asOf: Date }
+  /** Another run is in progress: try again later. */
+  | { outcome: 'busy'; runningId: string }
+  /** Not queued (already claimed, finished, or no such run): nothing to do. */
+  | { outcome: 'gone' };
+
+/**
+ * Moves a queued run to `running` in its first stage, unless another run is running. A run
+ * abandoned mid-stage for longer than STAGE_TIMEOUT_MS is failed first. `latest` gives the event
+ * time of a run that was not given one (the newest event the data holds).
+ */
+export async function claimRun(db: Db, runId: string, latest: () => Promise<Date>): Promise<Claim> {
+  return db.$transaction(async (tx) => {
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${CLAIM_LOCK}::bigint)`;
+    await tx.$executeRaw`
+      UPDATE analysis_runs
+      SET status = 'failed', finished_at = now(),
+          error = ${`abandoned: stage made no progress for ${STAGE_TIMEOUT_MS / 60_000} minutes`}
+      WHERE status = 'running' AND stage_at < now() - make_interval(secs => ${STAGE_TIMEOUT_MS / 1000})`;
+    const run = await tx.analysisRun.findUnique({
+      where: { id: runId },
+      select: { status: true, asOf: true },
+    });
+    if (!run || run.status !== 'queued') return { outcome: 'gone' } as const;
+    const running = await tx.analysisRun.findFirst({
+      where: { status: 'running' },
+      select: { id: true },
+      orderBy: { createdAt: 'asc' },
+    });
+    if (running) return { outcome: 'busy', runningId: running.id } as const;
+    const asOf = run.asOf ?? (await latest());
+    const now = new Date();
+    await tx.analysisRun.update({
+      where: { id: runId },
+      data: { status: 'running', stage: STAGES[0], stageAt: now, startedAt: now, asOf, summary: {} },
+    });
+    return { outcome: 'claimed', asOf } as const;
+  });
+}
+
+/**
+ * Enters `stage` from the stage before it; false when the run is not there (a duplicate job, or
+ * the run failed meanwhile). Returns the run's event time.
+ */
+export async function enterStage(db: Db, runId: string, stage: Stage): Promise<Date | null> {
+  const previous = STAGES[STAGES.indexOf(stage) - 1];
+  if (!previous) throw new RangeError(`${stage} is the first stage: claim the run instead`);
+  const moved = await db.analysisRun.updateMany({
+    where: { id: runId, status: 'running', stage: previous },
+    data: { stage, stageAt: new Date() },
+  });
+  if (moved.count === 0) return null;
+  const run = await db.analysisRun.findUnique({ where: { id: runId }, select: { asOf: true } });
+  return run?.asOf ?? null;
+}
+
+export interface StageResult {
+  /** Merged into the run's summary; `timings` are merged into its timings. */
+  summary: Record<string, unknown> & { timings?: Record<string, number> };
+}
+
+/** Adds a stage's figures to the run's summary; the last stage also completes the run. */
+export async function finishStage(db: Db, runId: string, stage: Stage, result: StageResult): Promise<void> {
+  const run = await db.analysisRun.findUnique({ where: { id: runId }, select: { summary: true } });
+  const before = (run?.summary ?? {}) as Record<string, unknown> & { timings?: Record<string, number> };
+  const summary = {
+    ...before,
+    ...result.summary,
+    timings: { ...(before.timings ?? {}), ...(result.summary.timings ?? {}) },
+  };
+  const last = nextStage(stage) === null;
+  await db.analysisRun.updateMany({
+    where: { id: runId, status: 'running', stage },
+    data: {
+      summary: summary as Prisma.InputJsonValue,
+      ...(last ? { status: 'completed', finishedAt: new Date() } : {}),
+    },
+  });
+}
+
+export async function failRun(db: Db, runId: string, stage: Stage, err: unknown): Promise<void> {
+  const message = err instanceof Error ? err.message : String(err);
+  await db.analysisRun.updateMany({
+    where: { id: runId, status: { in: ['queued', 'running'] } },
+    data: {
+      status: 'failed',
+      finishedAt: new Date(),
+      error: `${stage}: ${message.split('\n')[0]?.slice(0, 480) ?? 'failed'}`,
+    },
+  });
+}
+
+/** The run's summary as stored, for a stage that needs what an earlier one found. */
+export async function runSummary(db: Db, runId: string): Promise<Record<string, unknown>> {
+  const run = await db.analysisRun.findUnique({ where: { id: runId }, select: { summary: true } });
+  return (run?.summary ?? {}) as Record<string, unknown>;
+}

@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  claimRun,
+  enterStage,
+  finishStage,
+  STAGE_TIMEOUT_MS,
+  STAGES,
+} from '../../src/detection/run-stages.ts';
+import { newId } from '../../src/lib/ids.ts';
+import { runStage } from '../../workers/stages.ts';
+import { createAccount } from '../support/accounts.ts';
+import { expectContract } from '../support/contract.ts';
+import { startTestApp, type TestApp } from '../support/harness.ts';
+
+// An analysis run goes through four queues (features, link, score, act), one worker each; runs
+// never overlap, a duplicate stage job does nothing, and a run abandoned mid-stage does not block
+// the runs after it.
+
+let app: TestApp;
+// Its own database: these tests put runs in states no other test expects.
+beforeAll(async () => {
+  app = await startTestApp({ workers: true, ownDatabase: true });
+  for (let i = 0; i < 3; i++) await createAccount(app);
+});
+afterAll(async () => {
+  await app.close();
+});
+
+const admin = () => ({ authorization: `Bearer ${app.adminToken}` });
+const latest = async () => new Date();
+
+async function queuedRun(): Promise<string> {
+  const row = await app.ctx.db.analysisRun.create({ data: { id: newId('run'), requestedBy: 'test' } });
+  return row.id;
+}
+
+describe('analysis runs in stages', () => {
+  it('runs every stage on its own queue and reports each in the run', async () => {
+    const res = await app.request('POST', '/v1/analysis/runs', { headers: admin(), body: { wait: true } });
+    expect(res.status).toBe(202);
+    expectContract(res, 'POST', '/v1/analysis/runs');
+    const run = res.body as { id: string; status: string; stage: string; summary: Record<string, unknown> };
+    expect(run.status).toBe('completed');
+    expect(run.stage).toBe('act');
+    // Every stage added its part of the summary and its timing.
+    expect(run.summary).toMatchObject({ accounts: expect.any(Number), links: expect.any(Number) });
+    expect(run.summary).toHaveProperty('clusters');
+    expect(run.summary).toHaveProperty('actions');
+    expect(Object.keys(run.summary.timings as object).sort()).toEqual(
+      ['actionsMs', 'candidatesMs', 'clustersMs', 'featuresMs', 'linksMs'].sort(),
+    );
+    // The work went through one job per stage, each on its own queue.
+    for (const stage of STAGES) {
+      const job = await app.ctx.queues.get(stage).getJob(`${run.id}-${stage}`);
+      expect(job, `${stage} job`).toBeDefined();
+      expect(await job!.getState()).toBe('completed');
+    }
+  }, 60_000);
+
+  it('never overlaps two runs: the second waits in queued until the first has finished', async () => {
+    const [a, b] = await Promise.all([
+      app.request('POST', '/v1/analysis/runs', { headers: admin(), body: {} }),
+      app.request('POST', '/v1/analysis/runs', { headers: admin(), body: {} }),
+    ]);
+    const ids = [a.body as { id: string }, b.body as { id: string }].map((r) => r.id);
+    const done = await Promise.all(ids.map((id) => app.ctx.runs.wait(id, 60_000)));
+    expect(done.map((r) => r?.status)).toEqual(['completed', 'completed']);
+    const [first, second] = done.sort((x, y) => Date.parse(x!.startedAt!) - Date.parse(y!.startedAt!));
+    expect(Date.parse(second!.startedAt!)).toBeGreaterThanOrEqual(Date.parse(first!.finishedAt!));
+  }, 90_000);
+
+  it('enters a stage only from the one before it, so a duplicate job does nothing', async () => {
+    // Not through the queues: this drives the bookkeeping directly, with no other run running.
+    const id = await queuedRun();
+    await app.ctx.db.analysisRun.updateMany({ where: { status: 'running' }, data: { status: 'failed' } });
+    const claim = await claimRun(app.ctx.db, id, latest);
+    expect(claim.outcome).toBe('claimed');
+    expect((await claimRun(app.ctx.db, id, latest)).outcome).toBe('gone');
+    expect(await enterStage(app.ctx.db, id, 'score')).toBeNull();
+    expect(await enterStage(app.ctx.db, id, 'link')).toBeInstanceOf(Date);
+    expect(await enterStage(app.ctx.db, id, 'link')).toBeNull();
+    await finishStage(app.ctx.db, id, 'link', { summary: { links: 7, timings: { linksMs: 3 } } });
+    const row = await app.ctx.db.analysisRun.findUniqueOrThrow({ where: { id } });
+    expect(row).toMatchObject({
+      status: 'running',
+      stage: 'link',
+      summary: { links: 7, timings: { linksMs: 3 } },
+    });
+    // Another run waits behind it.
+    const next = await queuedRun();
+    expect(await claimRun(app.ctx.db, next, latest)).toEqual({ outcome: 'busy', runningId: id });
+    await app.ctx.db.analysisRun.update({ where: { id }, data: { status: 'failed' } });
+    expect((await claimRun(app.ctx.db, next, latest)).outcome).toBe('claimed');
+    await app.ctx.db.analysisRun.update({ where: { id: next }, data: { status: 'failed' } });
+  });
+
+  it('fails a run whose stage made no progress for too long, and lets the next run go', async () => {
+    const stuck = await queuedRun();
+    await app.ctx.db.analysisRun.update({
+      where: { id: stuck },
+      data: { status: 'running', stage: 'score', stageAt: new Date(Date.now() - STAGE_TIMEOUT_MS - 60_000) },
+    });
+    const res = await app.request('POST', '/v1/analysis/runs', { headers: admin(), body: { wait: true } });
+    expect((res.body as { status: string }).status).toBe('completed');
+    const row = await app.ctx.db.analysisRun.findUniqueOrThrow({ where: { id: stuck } });
+    expect(row.status).toBe('failed');
+    expect(row.error).toMatch(/^abandoned: stage made no progress/);
+  }, 60_000);
+
+  it('records a failing stage on the run and hands nothing on', async () => {
+    const id = await queuedRun();
+    await app.ctx.db.analysisRun.updateMany({ where: { status: 'running' }, data: { status: 'failed' } });
+    expect((await claimRun(app.ctx.db, id, latest)).outcome).toBe('claimed');
+    const asOf = await enterStage(app.ctx.db, id, 'link');
+    const outcome = await runStage(app.ctx, id, 'link', asOf!, async () => {
+      throw new Error('could not read the index\nsecond line');
+    });
+    expect(outcome).toEqual({ failed: id, stage: 'link' });
+    const run = await app.ctx.runs.get(id);
+    expect(run).toMatchObject({ status: 'failed', stage: 'link', error: 'link: could not read the index' });
+    expect(await app.ctx.queues.get('score').getJob(`${id}-score`)).toBeUndefined();
+  });
+});
