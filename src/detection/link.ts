@@ -1,7 +1,7 @@
 import type { Db } from '../db/client.ts';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { DetectionPolicy } from '../policy/policy.ts';
-import { type LinkEvidence, pairWeight, type SharedSignal } from './weights.ts';
+import { type LinkEvidence, maxContribution, pairWeight, type SharedSignal } from './weights.ts';
 
 // Candidate generation through the inverted index, bounded by the bucket caps: the cost of linking
 // one account depends on its signals and the caps, never on how many accounts exist.
@@ -23,20 +23,94 @@ interface CandidateRow {
   b_ats: Date[];
 }
 
-function capsOf(policy: DetectionPolicy): { kinds: string[]; caps: number[]; sampled: boolean[] } {
-  const kinds = Object.entries(policy.weights)
-    .filter(([, w]) => w > 0)
-    .map(([k]) => k);
-  const caps = kinds.map((k) => policy.bucketCaps[k] ?? policy.bucketCap);
-  const sampled = kinds.map((k) => policy.sampledKinds.includes(k));
-  return { kinds, caps, sampled };
+interface KindConfig {
+  kinds: string[];
+  caps: number[];
+  sampled: boolean[];
 }
+
+function configOf(policy: DetectionPolicy, kinds: readonly string[]): KindConfig {
+  return {
+    kinds: [...kinds],
+    caps: kinds.map((k) => policy.bucketCaps[k] ?? policy.bucketCap),
+    sampled: kinds.map((k) => policy.sampledKinds.includes(k)),
+  };
+}
+
+/**
+ * Kinds, most common first, that are usually shared by large crowds (the browsers' TLS
+ * fingerprints, user agents, a carrier's subnets) and say little each.
+ */
+const CROWD_KINDS = [
+  'tls_fingerprint',
+  'user_agent',
+  'usage_subnet',
+  'sync_slot',
+  'hosting_asn',
+  'disposable',
+  'usage_ip',
+  'query_lsh',
+  'subnet',
+  'email_domain',
+];
+
+/**
+ * Kinds that add evidence to pairs other kinds found, but do not find pairs themselves.
+ *
+ * Why it is exact: a pair is a link only at or above the threshold. If the most these kinds can add
+ * together (maxContribution) stays below it, every link shares at least one other kind, so looking
+ * for candidates through the other kinds alone finds every link; the evidence of these kinds is
+ * then read for those candidates only. What it saves: a common TLS fingerprint puts every account
+ * in a bucket of hundreds, so finding pairs through it costs hundreds of rows per account that can
+ * never be links on their own. Taken greedily from CROWD_KINDS while the sum stays below.
+ */
+export function evidenceOnlyKinds(policy: DetectionPolicy): Set<string> {
+  const chosen = new Set<string>();
+  let sum = 0;
+  for (const kind of CROWD_KINDS) {
+    const most = maxContribution(kind, policy);
+    if (most <= 0) continue;
+    if (sum + most >= policy.linkThreshold) continue;
+    sum += most;
+    chosen.add(kind);
+  }
+  return chosen;
+}
+
+function addRows(pairs: Map<string, SharedSignal[]>, rows: readonly CandidateRow[]): void {
+  for (const r of rows) {
+    const swap = r.a > r.b;
+    const key = swap ? `${r.b}|${r.a}` : `${r.a}|${r.b}`;
+    const list = pairs.get(key) ?? [];
+    if (list.length === 0) pairs.set(key, list);
+    // Both ends of a pair may be in the set: a kind found from both sides counts once.
+    if (list.some((s) => s.kind === r.kind)) continue;
+    r.buckets.forEach((bucket, i) => {
+      const atA = r.a_ats[i]!.getTime();
+      const atB = r.b_ats[i]!.getTime();
+      list.push({
+        kind: r.kind,
+        value: r.vals[i]!,
+        bucket: Number(bucket),
+        atA: swap ? atB : atA,
+        atB: swap ? atA : atB,
+      });
+    });
+  }
+}
+
+const EVIDENCE_CHUNK = 5_000;
 
 /**
  * The pairs an account set forms with anyone, from signals seen at or before `asOf` (event time).
  * Per signal value: buckets up to the kind's cap link to every member; larger buckets of sampled
- * kinds link to the cap's worth of members nearest in time; larger buckets of other kinds (a
- * carrier's CGNAT address) do not link at all. Suppressed (account, kind) pairs never count.
+ * kinds link to the cap's worth of members nearest in time (ties broken by account id); larger
+ * buckets of other kinds (a carrier's CGNAT address) do not link at all. Suppressed (account,
+ * kind) pairs never count.
+ *
+ * Pairs are found through every kind but the evidence-only ones (evidenceOnlyKinds), whose shared
+ * values are then read for the pairs found, under the same caps and sampling; `allKindsFind`
+ * finds through every kind (the reference the shortcut is tested against).
  *
  * PostgreSQL groups the shared values per (pair, kind), so a pair sharing two hundred activity
  * slots travels as one row. `onlyGreater` (full runs, where every account is in some batch) keeps
@@ -47,15 +121,22 @@ export async function candidatePairs(
   accountIds: readonly string[],
   policy: DetectionPolicy,
   asOf: Date,
-  opts: { onlyGreater?: boolean } = {},
+  opts: { onlyGreater?: boolean; allKindsFind?: boolean } = {},
 ): Promise<Map<string, SharedSignal[]>> {
   const pairs = new Map<string, SharedSignal[]>();
   if (accountIds.length === 0) return pairs;
-  const { kinds, caps, sampled } = capsOf(policy);
+  const linking = Object.entries(policy.weights)
+    .filter(([, w]) => w > 0)
+    .map(([k]) => k);
+  const evidenceOnly = opts.allKindsFind ? new Set<string>() : evidenceOnlyKinds(policy);
+  const finders = configOf(
+    policy,
+    linking.filter((k) => !evidenceOnly.has(k)),
+  );
   const onlyGreater = opts.onlyGreater ?? false;
   const rows = await db.$queryRaw<CandidateRow[]>`
     WITH cfg AS (
-      SELECT * FROM unnest(${kinds}::text[], ${caps}::int[], ${sampled}::bool[]) AS c(kind, cap, sampled)
+      SELECT * FROM unnest(${finders.kinds}::text[], ${finders.caps}::int[], ${finders.sampled}::bool[]) AS c(kind, cap, sampled)
     ),
     mine AS (
       SELECT s.account_id, s.kind, s.value, s.at, cfg.cap, cfg.sampled
@@ -78,36 +159,89 @@ export async function candidatePairs(
       CROSS JOIN LATERAL (
         (SELECT y.account_id, y.at FROM signals y
           WHERE y.kind = z.kind AND y.value = z.value AND y.at <= ${asOf} AND y.at >= z.at AND y.account_id <> z.account_id
-          ORDER BY y.at LIMIT z.cap)
+          ORDER BY y.at, y.account_id LIMIT z.cap)
         UNION ALL
         (SELECT y.account_id, y.at FROM signals y
           WHERE y.kind = z.kind AND y.value = z.value AND y.at < z.at
-          ORDER BY y.at DESC LIMIT z.cap)
+          ORDER BY y.at DESC, y.account_id DESC LIMIT z.cap)
       ) o
       WHERE (NOT ${onlyGreater} OR o.account_id > z.account_id)
         AND NOT EXISTS (SELECT 1 FROM link_suppressions ls WHERE ls.account_id = o.account_id AND ls.kind = z.kind)
     )
-    SELECT a, b, kind, array_agg(value) AS vals, array_agg(bucket) AS buckets, array_agg(a_at) AS a_ats, array_agg(b_at) AS b_ats
+    SELECT a, b, kind, array_agg(value ORDER BY value) AS vals, array_agg(bucket ORDER BY value) AS buckets,
+      array_agg(a_at ORDER BY value) AS a_ats, array_agg(b_at ORDER BY value) AS b_ats
     FROM hits GROUP BY a, b, kind
   `;
-  for (const r of rows) {
-    const swap = r.a > r.b;
-    const key = swap ? `${r.b}|${r.a}` : `${r.a}|${r.b}`;
-    const list = pairs.get(key) ?? [];
-    if (list.length === 0) pairs.set(key, list);
-    // Both ends of a pair may be in the set: a kind found from both sides counts once.
-    if (list.some((s) => s.kind === r.kind)) continue;
-    r.buckets.forEach((bucket, i) => {
-      const atA = r.a_ats[i]!.getTime();
-      const atB = r.b_ats[i]!.getTime();
-      list.push({
-        kind: r.kind,
-        value: r.vals[i]!,
-        bucket: Number(bucket),
-        atA: swap ? atB : atA,
-        atB: swap ? atA : atB,
-      });
-    });
+  addRows(pairs, rows);
+  if (evidenceOnly.size === 0 || pairs.size === 0) return pairs;
+
+  // Evidence of the evidence-only kinds, for the pairs found. A sampled kind's oversized bucket
+  // counts from the side(s) the search ran from, exactly as above: the other account must be among
+  // the cap nearest in time (in (at, account id) order) to that side's own signal.
+  const evidence = configOf(policy, [...evidenceOnly]);
+  const batch = new Set(accountIds);
+  const keys = [...pairs.keys()];
+  for (let i = 0; i < keys.length; i += EVIDENCE_CHUNK) {
+    const as: string[] = [];
+    const bs: string[] = [];
+    const fromA: boolean[] = [];
+    const fromB: boolean[] = [];
+    for (const key of keys.slice(i, i + EVIDENCE_CHUNK)) {
+      const [a, b] = key.split('|') as [string, string];
+      as.push(a);
+      bs.push(b);
+      // With onlyGreater a pair is searched from its smaller id only (a < b by the key's order).
+      fromA.push(batch.has(a));
+      fromB.push(!onlyGreater && batch.has(b));
+    }
+    const more = await db.$queryRaw<CandidateRow[]>`
+      WITH cfg AS (
+        SELECT * FROM unnest(${evidence.kinds}::text[], ${evidence.caps}::int[], ${evidence.sampled}::bool[]) AS c(kind, cap, sampled)
+      ),
+      p AS (
+        SELECT * FROM unnest(${as}::text[], ${bs}::text[], ${fromA}::bool[], ${fromB}::bool[]) AS p(a, b, from_a, from_b)
+      ),
+      shared AS (
+        SELECT p.a, p.b, p.from_a, p.from_b, s.kind, s.value, s.at AS a_at, t.at AS b_at, cfg.cap, cfg.sampled
+        FROM p
+        JOIN signals s ON s.account_id = p.a AND s.at <= ${asOf}
+        JOIN cfg ON cfg.kind = s.kind
+        JOIN signals t ON t.kind = s.kind AND t.value = s.value AND t.account_id = p.b AND t.at <= ${asOf}
+        WHERE NOT EXISTS (
+          SELECT 1 FROM link_suppressions ls WHERE ls.account_id IN (p.a, p.b) AND ls.kind = s.kind
+        )
+      ),
+      sizes AS (
+        SELECT v.kind, v.value, b.bucket FROM (SELECT DISTINCT kind, value, cap FROM shared) v
+        CROSS JOIN LATERAL (
+          SELECT count(*) AS bucket FROM (
+            SELECT 1 FROM signals x WHERE x.kind = v.kind AND x.value = v.value AND x.at <= ${asOf} LIMIT v.cap + 1
+          ) c
+        ) b
+      ),
+      kept AS (
+        SELECT sh.a, sh.b, sh.kind, sh.value, z.bucket, sh.a_at, sh.b_at
+        FROM shared sh JOIN sizes z ON z.kind = sh.kind AND z.value = sh.value
+        WHERE z.bucket <= sh.cap OR (sh.sampled AND (
+          (sh.from_a AND (SELECT count(*) FROM (
+            SELECT 1 FROM signals y WHERE y.kind = sh.kind AND y.value = sh.value AND y.account_id <> sh.a AND (
+              CASE WHEN sh.b_at >= sh.a_at
+                THEN y.at >= sh.a_at AND (y.at, y.account_id) < (sh.b_at, sh.b)
+                ELSE y.at < sh.a_at AND (y.at, y.account_id) > (sh.b_at, sh.b) END)
+            LIMIT sh.cap) n) < sh.cap)
+          OR (sh.from_b AND (SELECT count(*) FROM (
+            SELECT 1 FROM signals y WHERE y.kind = sh.kind AND y.value = sh.value AND y.account_id <> sh.b AND (
+              CASE WHEN sh.a_at >= sh.b_at
+                THEN y.at >= sh.b_at AND (y.at, y.account_id) < (sh.a_at, sh.a)
+                ELSE y.at < sh.b_at AND (y.at, y.account_id) > (sh.a_at, sh.a) END)
+            LIMIT sh.cap) n) < sh.cap)
+        ))
+      )
+      SELECT a, b, kind, array_agg(value ORDER BY value) AS vals, array_agg(bucket ORDER BY value) AS buckets,
+      array_agg(a_at ORDER BY value) AS a_ats, array_agg(b_at ORDER BY value) AS b_ats
+      FROM kept GROUP BY a, b, kind
+    `;
+    addRows(pairs, more);
   }
   return pairs;
 }

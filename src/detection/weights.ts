@@ -67,6 +67,23 @@ const IMPLIED_BY: Readonly<Record<string, string>> = {
   email_domain: 'email',
 };
 
+/** The most time proximity adds: timeFactor(0). */
+const MAX_TIME_FACTOR = 1.5;
+
+/**
+ * The most one kind can add to a pair's weight in `pairWeight`: its weight times the largest scale
+ * it can get (rarity ≤ 1, signup-time proximity ≤ 1.5, a saturated multi-valued kind 1).
+ */
+export function maxContribution(
+  kind: string,
+  policy: Pick<DetectionPolicy, 'weights' | 'saturation'>,
+): number {
+  const w = policy.weights[kind] ?? 0;
+  if (w <= 0) return 0;
+  if (policy.saturation[kind] !== undefined) return w;
+  return SIGNUP_KINDS.has(kind) ? w * MAX_TIME_FACTOR : w;
+}
+
 /** The link weight of a pair and the evidence behind it. */
 export function pairWeight(
   shared: readonly SharedSignal[],

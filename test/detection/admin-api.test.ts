@@ -31,7 +31,9 @@ enforcement:
 let app: TestApp;
 
 beforeAll(async () => {
-  app = await startTestApp({ policy });
+  // Its own database: the baseline aggregates every account's usage, and analysis runs of other
+  // test files (which act on every account they see) must not reach these accounts.
+  app = await startTestApp({ policy, ownDatabase: true });
 });
 afterAll(async () => {
   await app.close();

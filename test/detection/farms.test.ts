@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { candidatePairs, evidenceOnlyKinds, weighPairs } from '../../src/detection/link.ts';
+import type { SharedSignal } from '../../src/detection/weights.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
 import { personLocal } from '../support/people.ts';
@@ -286,6 +288,51 @@ describe('an analysis run over imported history', () => {
     expect((again.body as { status: string }).status).toBe('completed');
     const after = (await accountsOf('disp')).map((m) => m.clusterId);
     expect(after).toEqual(before);
+  }, 180_000);
+
+  it('finds exactly the links a search through every kind finds, evidence-only kinds aside', async () => {
+    const policy = app.ctx.policy.detection;
+    // Tight caps make every shared value an oversized bucket: sampled kinds then link only to the
+    // members nearest in time, which the evidence read must reproduce exactly.
+    const tight = {
+      ...policy,
+      bucketCap: 3,
+      bucketCaps: {},
+      sampledKinds: [...policy.sampledKinds, 'user_agent', 'sync_slot', 'usage_subnet'],
+    };
+    const asOf = new Date(T0 + 30 * DAY);
+    const accountIds = (
+      await app.ctx.db.account.findMany({ select: { id: true }, orderBy: { id: 'asc' } })
+    ).map((a) => a.id);
+    const linksOf = async (
+      p: typeof policy,
+      ids: string[],
+      opts: { onlyGreater?: boolean; allKindsFind?: boolean },
+    ) => {
+      const found = new Map<string, SharedSignal[]>();
+      for (let i = 0; i < ids.length; i += 100) {
+        const part = await candidatePairs(app.ctx.db, ids.slice(i, i + 100), p, asOf, opts);
+        for (const [k, v] of part) if (!found.has(k)) found.set(k, v);
+      }
+      return weighPairs(found, p)
+        .map((l) => ({ ...l, evidence: [...l.evidence].sort((x, y) => x.kind.localeCompare(y.kind)) }))
+        .sort((x, y) => `${x.a}|${x.b}`.localeCompare(`${y.a}|${y.b}`));
+    };
+    for (const p of [policy, tight]) {
+      // The shortcut must be in play for the comparison to mean anything.
+      expect(evidenceOnlyKinds(p).size).toBeGreaterThan(0);
+      const reference = await linksOf(p, accountIds, { onlyGreater: true, allKindsFind: true });
+      expect(reference.length).toBeGreaterThan(0);
+      // Evidence-only kinds did weigh in (with tight caps, through their nearest-in-time members).
+      const weighed = new Set(reference.flatMap((l) => l.evidence.map((e) => e.kind)));
+      expect([...evidenceOnlyKinds(p)].some((k) => weighed.has(k))).toBe(true);
+      expect(await linksOf(p, accountIds, { onlyGreater: true })).toEqual(reference);
+      // One account at a time, as the enrich worker links a new account.
+      const some = accountIds.filter((_, i) => i % 9 === 0);
+      for (const id of some) {
+        expect(await linksOf(p, [id], {})).toEqual(await linksOf(p, [id], { allKindsFind: true }));
+      }
+    }
   }, 180_000);
 
   it('restores a suspended member on appeal and enforcement lets it through', async () => {
