@@ -109,8 +109,9 @@ const EVIDENCE_CHUNK = 5_000;
  * kind) pairs never count.
  *
  * Pairs are found through every kind but the evidence-only ones (evidenceOnlyKinds), whose shared
- * values are then read for the pairs found, under the same caps and sampling; `allKindsFind`
- * finds through every kind (the reference the shortcut is tested against).
+ * values are then read for the pairs found, under the same caps and sampling; pairs that could not
+ * reach the link threshold even so are dropped first. `allKindsFind` finds through every kind and
+ * keeps every pair (the reference the shortcut is tested against): the links are the same.
  *
  * PostgreSQL groups the shared values per (pair, kind), so a pair sharing two hundred activity
  * slots travels as one row. `onlyGreater` (full runs, where every account is in some batch) keeps
@@ -175,6 +176,16 @@ export async function candidatePairs(
   addRows(pairs, rows);
   if (evidenceOnly.size === 0 || pairs.size === 0) return pairs;
 
+  // A pair that stays below the threshold even with the most the evidence-only kinds could add
+  // can never be a link: most pairs found through a shared subnet or one prompt band are such,
+  // and are dropped before their evidence is read. (The margin covers pairWeight's rounding.)
+  let most = 0;
+  for (const kind of evidenceOnly) most += maxContribution(kind, policy);
+  for (const [key, shared] of pairs) {
+    if (pairWeight(shared, policy).weight + most < policy.linkThreshold - 0.001) pairs.delete(key);
+  }
+  if (pairs.size === 0) return pairs;
+
   // Evidence of the evidence-only kinds, for the pairs found. A sampled kind's oversized bucket
   // counts from the side(s) the search ran from, exactly as above: the other account must be among
   // the cap nearest in time (in (at, account id) order) to that side's own signal.
@@ -198,17 +209,27 @@ export async function candidatePairs(
       WITH cfg AS (
         SELECT * FROM unnest(${evidence.kinds}::text[], ${evidence.caps}::int[], ${evidence.sampled}::bool[]) AS c(kind, cap, sampled)
       ),
-      p AS (
+      p AS MATERIALIZED (
         SELECT * FROM unnest(${as}::text[], ${bs}::text[], ${fromA}::bool[], ${fromB}::bool[]) AS p(a, b, from_a, from_b)
       ),
-      shared AS (
-        SELECT p.a, p.b, p.from_a, p.from_b, s.kind, s.value, s.at AS a_at, t.at AS b_at, cfg.cap, cfg.sampled
-        FROM p
-        JOIN signals s ON s.account_id = p.a AND s.at <= ${asOf}
-        JOIN cfg ON cfg.kind = s.kind
-        JOIN signals t ON t.kind = s.kind AND t.value = s.value AND t.account_id = p.b AND t.at <= ${asOf}
+      -- Every evidence-only signal of every account in a pair, read once per account through the
+      -- account index; the pairs are then matched on (kind, value) by hashing, not per pair.
+      theirs AS MATERIALIZED (
+        SELECT s.account_id, s.kind, s.value, s.at, cfg.cap, cfg.sampled
+        FROM signals s JOIN cfg ON cfg.kind = s.kind
+        WHERE s.account_id = ANY(${[...new Set([...as, ...bs])]}::text[]) AND s.at <= ${asOf}
+      ),
+      -- In two steps, so the pairs drive the join (planners misjudge these sizes and would
+      -- otherwise match every account's values with every other's first).
+      pa AS MATERIALIZED (
+        SELECT p.a, p.b, p.from_a, p.from_b, x.kind, x.value, x.at AS a_at, x.cap, x.sampled
+        FROM p JOIN theirs x ON x.account_id = p.a
+      ),
+      shared AS MATERIALIZED (
+        SELECT pa.a, pa.b, pa.from_a, pa.from_b, pa.kind, pa.value, pa.a_at, y.at AS b_at, pa.cap, pa.sampled
+        FROM pa JOIN theirs y ON y.account_id = pa.b AND y.kind = pa.kind AND y.value = pa.value
         WHERE NOT EXISTS (
-          SELECT 1 FROM link_suppressions ls WHERE ls.account_id IN (p.a, p.b) AND ls.kind = s.kind
+          SELECT 1 FROM link_suppressions ls WHERE ls.account_id IN (pa.a, pa.b) AND ls.kind = pa.kind
         )
       ),
       sizes AS (
@@ -219,23 +240,42 @@ export async function candidatePairs(
           ) c
         ) b
       ),
+      -- The sides a search ran from, in oversized sampled buckets, and their nearest members in
+      -- time, exactly as the search above takes them.
+      sides AS (
+        SELECT sh.a AS x, sh.kind, sh.value, sh.a_at AS x_at, sh.cap
+        FROM shared sh JOIN sizes z ON z.kind = sh.kind AND z.value = sh.value
+        WHERE sh.sampled AND z.bucket > sh.cap AND sh.from_a
+        UNION
+        SELECT sh.b, sh.kind, sh.value, sh.b_at, sh.cap
+        FROM shared sh JOIN sizes z ON z.kind = sh.kind AND z.value = sh.value
+        WHERE sh.sampled AND z.bucket > sh.cap AND sh.from_b
+      ),
+      near AS (
+        SELECT s.x, s.kind, s.value, o.account_id AS y
+        FROM sides s
+        CROSS JOIN LATERAL (
+          (SELECT y.account_id FROM signals y
+            WHERE y.kind = s.kind AND y.value = s.value AND y.at <= ${asOf} AND y.at >= s.x_at AND y.account_id <> s.x
+            ORDER BY y.at, y.account_id LIMIT s.cap)
+          UNION ALL
+          (SELECT y.account_id FROM signals y
+            WHERE y.kind = s.kind AND y.value = s.value AND y.at < s.x_at
+            ORDER BY y.at DESC, y.account_id DESC LIMIT s.cap)
+        ) o
+      ),
       kept AS (
         SELECT sh.a, sh.b, sh.kind, sh.value, z.bucket, sh.a_at, sh.b_at
         FROM shared sh JOIN sizes z ON z.kind = sh.kind AND z.value = sh.value
-        WHERE z.bucket <= sh.cap OR (sh.sampled AND (
-          (sh.from_a AND (SELECT count(*) FROM (
-            SELECT 1 FROM signals y WHERE y.kind = sh.kind AND y.value = sh.value AND y.account_id <> sh.a AND (
-              CASE WHEN sh.b_at >= sh.a_at
-                THEN y.at >= sh.a_at AND (y.at, y.account_id) < (sh.b_at, sh.b)
-                ELSE y.at < sh.a_at AND (y.at, y.account_id) > (sh.b_at, sh.b) END)
-            LIMIT sh.cap) n) < sh.cap)
-          OR (sh.from_b AND (SELECT count(*) FROM (
-            SELECT 1 FROM signals y WHERE y.kind = sh.kind AND y.value = sh.value AND y.account_id <> sh.b AND (
-              CASE WHEN sh.a_at >= sh.b_at
-                THEN y.at >= sh.b_at AND (y.at, y.account_id) < (sh.a_at, sh.a)
-                ELSE y.at < sh.b_at AND (y.at, y.account_id) > (sh.a_at, sh.a) END)
-            LIMIT sh.cap) n) < sh.cap)
-        ))
+        WHERE z.bucket <= sh.cap
+        UNION ALL
+        SELECT sh.a, sh.b, sh.kind, sh.value, z.bucket, sh.a_at, sh.b_at
+        FROM shared sh JOIN sizes z ON z.kind = sh.kind AND z.value = sh.value
+        WHERE z.bucket > sh.cap AND sh.sampled AND (
+          (sh.from_a AND EXISTS (
+            SELECT 1 FROM near n WHERE n.x = sh.a AND n.kind = sh.kind AND n.value = sh.value AND n.y = sh.b))
+          OR (sh.from_b AND EXISTS (
+            SELECT 1 FROM near n WHERE n.x = sh.b AND n.kind = sh.kind AND n.value = sh.value AND n.y = sh.a)))
       )
       SELECT a, b, kind, array_agg(value ORDER BY value) AS vals, array_agg(bucket ORDER BY value) AS buckets,
       array_agg(a_at ORDER BY value) AS a_ats, array_agg(b_at ORDER BY value) AS b_ats
