@@ -42,6 +42,9 @@ const CACHE_TTL_MS = 30_000;
 const STALE_LIMIT_MS = 10 * 60_000;
 // A failed refresh is retried no sooner than this, so an outage costs one query per key per second.
 const REFRESH_RETRY_MS = 1_000;
+// Stale keys are refreshed together: gathered this long, then loaded this many per query.
+const REFRESH_GATHER_MS = 10;
+const REFRESH_BATCH = 500;
 const NEGATIVE_TTL_MS = 2_000;
 const MAX_CACHED = 50_000;
 // Kept apart from live keys, so a flood of invalid keys cannot evict the keys in real use.
@@ -248,6 +251,7 @@ interface Cached {
 }
 
 type KeyQueryRow = {
+  hash: string;
   id: string;
   account_id: string;
   status: string;
@@ -342,38 +346,49 @@ export function createKeyService(deps: KeyDeps): KeyService {
   const flushTimer = setInterval(() => void flushLastUsed(), LAST_USED_FLUSH_MS);
   flushTimer.unref();
 
-  const load = (hash: string): Promise<KeyRecord | null> => {
-    const pending = inflight.get(hash);
-    if (pending && pending.generation === generation) return pending.promise;
-    const gen = generation;
-    const promise = deps.db.$queryRaw<KeyQueryRow[]>`
-      SELECT k.id, k.account_id, k.status::text AS status, k.expires_at,
+  /** The records of these hashes as PostgreSQL has them (null: unknown, revoked or expired). */
+  const fetchRecords = async (hashes: readonly string[]): Promise<Map<string, KeyRecord | null>> => {
+    const rows = await deps.db.$queryRaw<KeyQueryRow[]>`
+      SELECT k.hash, k.id, k.account_id, k.status::text AS status, k.expires_at,
              a.status::text AS account_status, a.tier, a.limits_override, m.cluster_id
       FROM api_keys k
       JOIN accounts a ON a.id = k.account_id
       LEFT JOIN cluster_members m ON m.account_id = k.account_id
-      WHERE k.hash = ${hash}`
-      .then((rows) => {
-        const row = rows[0];
-        const record: KeyRecord | null =
-          row && row.status === 'active'
-            ? {
-                keyId: row.id,
-                accountId: row.account_id,
-                expiresAt: row.expires_at?.getTime() ?? null,
-                account: {
-                  status: row.account_status,
-                  tier: row.tier,
-                  limitsOverride: row.limits_override,
-                  clusterId: row.cluster_id,
-                },
-              }
-            : null;
-        if (gen === generation) {
-          // A refresh that finds the key gone must not leave the stale positive entry answering.
-          if (record === null) cache.delete(hash);
-          remember(hash, record, now());
-        }
+      WHERE k.hash = ANY(${hashes as string[]}::text[])`;
+    const records = new Map<string, KeyRecord | null>(hashes.map((h) => [h, null]));
+    for (const row of rows) {
+      if (row.status !== 'active') continue;
+      records.set(row.hash, {
+        keyId: row.id,
+        accountId: row.account_id,
+        expiresAt: row.expires_at?.getTime() ?? null,
+        account: {
+          status: row.account_status,
+          tier: row.tier,
+          limitsOverride: row.limits_override,
+          clusterId: row.cluster_id,
+        },
+      });
+    }
+    return records;
+  };
+
+  /** Stores what a load found, unless an invalidation came in while it ran. */
+  const settle = (hash: string, record: KeyRecord | null, gen: number) => {
+    if (gen !== generation) return;
+    // A refresh that finds the key gone must not leave the stale positive entry answering.
+    if (record === null) cache.delete(hash);
+    remember(hash, record, now());
+  };
+
+  const load = (hash: string): Promise<KeyRecord | null> => {
+    const pending = inflight.get(hash);
+    if (pending && pending.generation === generation) return pending.promise;
+    const gen = generation;
+    const promise = fetchRecords([hash])
+      .then((records) => {
+        const record = records.get(hash) ?? null;
+        settle(hash, record, gen);
         return record;
       })
       .finally(() => {
@@ -381,6 +396,34 @@ export function createKeyService(deps: KeyDeps): KeyService {
       });
     inflight.set(hash, { generation: gen, promise });
     return promise;
+  };
+
+  // Background refreshes are gathered for a moment and loaded together: keys cached together go
+  // stale together, and a query each would stall every request behind a burst of them.
+  const toRefresh = new Set<string>();
+  let refreshTimer: NodeJS.Timeout | null = null;
+  const flushRefreshes = async () => {
+    refreshTimer = null;
+    const hashes = [...toRefresh];
+    toRefresh.clear();
+    for (let i = 0; i < hashes.length; i += REFRESH_BATCH) {
+      const chunk = hashes.slice(i, i + REFRESH_BATCH);
+      const gen = generation;
+      try {
+        const records = await fetchRecords(chunk);
+        for (const hash of chunk) settle(hash, records.get(hash) ?? null, gen);
+      } catch (err) {
+        // The stale records keep answering until their retry time or the stale limit.
+        warn(err, 'keys: could not refresh cached keys');
+      }
+    }
+  };
+  const refresh = (hash: string) => {
+    toRefresh.add(hash);
+    if (refreshTimer === null) {
+      refreshTimer = setTimeout(() => void flushRefreshes(), REFRESH_GATHER_MS);
+      refreshTimer.unref();
+    }
   };
 
   const handleInvalidation = (message: string) => {
@@ -578,7 +621,7 @@ export function createKeyService(deps: KeyDeps): KeyService {
         if (hit.until <= t && hit.refreshAfter <= t) {
           hit.refreshAfter = t + REFRESH_RETRY_MS;
           // The stale record answers now; a failed refresh keeps it until the retry or the limit.
-          load(hash).catch((err: unknown) => warn(err, 'keys: could not refresh a cached key'));
+          refresh(hash);
         }
       } else {
         if (hit) cache.delete(hash);
@@ -608,6 +651,9 @@ export function createKeyService(deps: KeyDeps): KeyService {
       deps.subscriber?.off('message', onMessage);
       deps.subscriber?.off('ready', clear);
       clearInterval(flushTimer);
+      if (refreshTimer !== null) clearTimeout(refreshTimer);
+      refreshTimer = null;
+      toRefresh.clear();
       return flushLastUsed();
     },
 

@@ -458,11 +458,12 @@ describe('lookup', () => {
       limits_override: null,
       cluster_id: null,
     };
+    // Answers any load, single or batched, with the one key's row.
     const db = {
-      $queryRaw: async () => {
+      $queryRaw: async (_sql: TemplateStringsArray, hashes: string[]) => {
         queries++;
         await gate;
-        return [row];
+        return hashes.map((hash) => ({ ...row, hash }));
       },
     } as unknown as Db;
     let clock = Date.now();
@@ -478,7 +479,8 @@ describe('lookup', () => {
     row.tier = 'pro';
     const stale = await Promise.all(Array.from({ length: 20 }, () => service.lookup(secret)));
     expect(stale.map((r) => r?.account.tier)).toEqual(Array(20).fill('free'));
-    expect(queries).toBe(2);
+    // The refresh leaves a moment later, gathered with any other key gone stale meanwhile.
+    await eventually(async () => queries === 2, 1_000);
     release();
     await eventually(async () => (await service.lookup(secret))?.account.tier === 'pro', 1_000);
     expect(queries).toBe(2);
@@ -488,6 +490,32 @@ describe('lookup', () => {
     row.tier = 'enterprise';
     expect((await service.lookup(secret))?.account.tier).toBe('enterprise');
     expect(queries).toBe(3);
+  });
+
+  it('refreshes keys that went stale together with one query', async () => {
+    const accounts = await Promise.all(Array.from({ length: 12 }, () => account()));
+    const keys = await Promise.all(accounts.map((a) => createKey(a)));
+    let queries = 0;
+    // The real database, with every query counted.
+    const counting = new Proxy(app.ctx.db, {
+      get(target, prop, receiver) {
+        if (prop !== '$queryRaw') return Reflect.get(target, prop, receiver);
+        return (...args: unknown[]) => {
+          queries++;
+          return (target.$queryRaw as (...a: unknown[]) => unknown)(...args);
+        };
+      },
+    }) as Db;
+    let clock = Date.now();
+    const service = withClock(() => clock, counting);
+    for (const k of keys) expect(await service.lookup(k.key)).not.toBeNull();
+    expect(queries).toBe(12);
+    await app.ctx.db.account.updateMany({ where: { id: { in: accounts } }, data: { tier: 'pro' } });
+    clock += 31_000;
+    for (const k of keys) expect((await service.lookup(k.key))?.account.tier).toBe('free');
+    await eventually(async () => (await service.lookup(keys[0]!.key))?.account.tier === 'pro', 2_000);
+    for (const k of keys) expect((await service.lookup(k.key))?.account.tier).toBe('pro');
+    expect(queries).toBe(13);
   });
 
   it('drops a stale key at once on invalidation, and when the refresh finds it gone', async () => {
