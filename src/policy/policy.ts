@@ -197,7 +197,9 @@ const detectionSchema = z.strictObject({
     disposable: 0.2,
     phone_prefix: 0.6,
     ip: 0.8,
-    usage_ip: 0.6,
+    // Shared usage addresses count once per /24 (weights.ts), so addresses over several networks
+    // (a proxy list, a set of machines) may weigh more than one shared signup address.
+    usage_ip: 0.9,
     subnet: 0.35,
     usage_subnet: 0.25,
     hosting_asn: 0.15,
@@ -216,7 +218,7 @@ const detectionSchema = z.strictObject({
   /** Multi-valued kinds (query bands, activity slots, usage IPs) reach full weight at this many shared values. */
   saturation: z
     .record(z.string(), z.number().int().min(1).max(1_000))
-    .default({ query_lsh: 4, sync_slot: 6, usage_ip: 2, usage_subnet: 2 }),
+    .default({ query_lsh: 4, sync_slot: 6, usage_ip: 3, usage_subnet: 2 }),
   /**
    * Kinds whose large buckets are themselves suspicious (500 accounts on one device fingerprint):
    * above the cap, an account is linked to the `bucketCap` bucket members nearest to it in time
