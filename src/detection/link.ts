@@ -140,10 +140,15 @@ export async function candidatePairs(
       SELECT * FROM unnest(${finders.kinds}::text[], ${finders.caps}::int[], ${finders.sampled}::bool[]) AS c(kind, cap, sampled)
     ),
     mine AS (
-      SELECT s.account_id, s.kind, s.value, s.at, cfg.cap, cfg.sampled
-      FROM signals s JOIN cfg ON cfg.kind = s.kind
-      WHERE s.account_id = ANY(${accountIds as string[]}::text[]) AND s.at <= ${asOf}
-        AND NOT EXISTS (SELECT 1 FROM link_suppressions ls WHERE ls.account_id = s.account_id AND ls.kind = s.kind)
+      SELECT acc.id AS account_id, s.kind, s.value, s.at, cfg.cap, cfg.sampled
+      FROM unnest(${accountIds as string[]}::text[]) AS acc(id)
+      -- Per account, through the account index (never a scan of a kind across all accounts).
+      CROSS JOIN LATERAL (
+        SELECT s.kind, s.value, s.at FROM signals s
+        WHERE s.account_id = acc.id AND s.at <= ${asOf} AND s.kind = ANY(${finders.kinds}::text[])
+      ) s
+      JOIN cfg ON cfg.kind = s.kind
+      WHERE NOT EXISTS (SELECT 1 FROM link_suppressions ls WHERE ls.account_id = acc.id AND ls.kind = s.kind)
     ),
     sized AS (
       SELECT m.*, b.bucket FROM mine m
@@ -215,9 +220,15 @@ export async function candidatePairs(
       -- Every evidence-only signal of every account in a pair, read once per account through the
       -- account index; the pairs are then matched on (kind, value) by hashing, not per pair.
       theirs AS MATERIALIZED (
-        SELECT s.account_id, s.kind, s.value, s.at, cfg.cap, cfg.sampled
-        FROM signals s JOIN cfg ON cfg.kind = s.kind
-        WHERE s.account_id = ANY(${[...new Set([...as, ...bs])]}::text[]) AND s.at <= ${asOf}
+        SELECT acc.id AS account_id, s.kind, s.value, s.at, cfg.cap, cfg.sampled
+        FROM unnest(${[...new Set([...as, ...bs])]}::text[]) AS acc(id)
+        -- Per account, through the account index: a plan that scans the kinds' index for every
+        -- account holding them instead would grow with the number of accounts.
+        CROSS JOIN LATERAL (
+          SELECT s.kind, s.value, s.at FROM signals s
+          WHERE s.account_id = acc.id AND s.at <= ${asOf} AND s.kind = ANY(${evidence.kinds}::text[])
+        ) s
+        JOIN cfg ON cfg.kind = s.kind
       ),
       -- In two steps, so the pairs drive the join (planners misjudge these sizes and would
       -- otherwise match every account's values with every other's first).
