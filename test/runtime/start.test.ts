@@ -6,7 +6,6 @@ import { cleanRedisPrefix } from '../support/harness.ts';
 
 // Starts the real entry point as a child process, as an operator would with `npm start`.
 
-const TSX = new URL('../../node_modules/.bin/tsx', import.meta.url).pathname;
 const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
 
 interface Run {
@@ -18,7 +17,9 @@ interface Run {
 
 function start(env: Record<string, string>, mode = 'all'): Run {
   const started = Date.now();
-  const child = spawn(TSX, [MAIN, mode], {
+  // As `npm start` runs it: node itself with tsx's loader, so signals reach Gatehouse directly.
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, mode], {
+    cwd: new URL('../..', import.meta.url).pathname,
     env: {
       PATH: process.env.PATH ?? '',
       HOME: process.env.HOME ?? '/tmp',
