@@ -8,6 +8,10 @@ export function createDb(connectionString: string, connectTimeoutMs: number): Db
     connectionString,
     connectionTimeoutMillis: connectTimeoutMs,
     max: 10,
+    // PostgreSQL compiles a query with LLVM once its estimated cost passes jit_above_cost. The
+    // linking queries' estimates (nested per-account lookups) cross it while they run in
+    // milliseconds, and compiling cost 0.3–0.8 s each: no query here is a long analytical scan.
+    options: '-c jit=off',
   });
   return new PrismaClient({ adapter });
 }

@@ -142,10 +142,12 @@ export async function candidatePairs(
     mine AS (
       SELECT acc.id AS account_id, s.kind, s.value, s.at, cfg.cap, cfg.sampled
       FROM unnest(${accountIds as string[]}::text[]) AS acc(id)
-      -- Per account, through the account index (never a scan of a kind across all accounts).
+      -- Per account, through the account index only (never a scan of a kind across all accounts);
+      -- the kinds are picked out after.
       CROSS JOIN LATERAL (
         SELECT s.kind, s.value, s.at FROM signals s
-        WHERE s.account_id = acc.id AND s.at <= ${asOf} AND s.kind = ANY(${finders.kinds}::text[])
+        WHERE s.account_id = acc.id AND s.at <= ${asOf}
+        OFFSET 0 -- kept per account (flattened, the planner may scan whole kinds instead)
       ) s
       JOIN cfg ON cfg.kind = s.kind
       WHERE NOT EXISTS (SELECT 1 FROM link_suppressions ls WHERE ls.account_id = acc.id AND ls.kind = s.kind)
@@ -226,7 +228,8 @@ export async function candidatePairs(
         -- account holding them instead would grow with the number of accounts.
         CROSS JOIN LATERAL (
           SELECT s.kind, s.value, s.at FROM signals s
-          WHERE s.account_id = acc.id AND s.at <= ${asOf} AND s.kind = ANY(${evidence.kinds}::text[])
+          WHERE s.account_id = acc.id AND s.at <= ${asOf}
+          OFFSET 0
         ) s
         JOIN cfg ON cfg.kind = s.kind
       ),
