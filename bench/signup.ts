@@ -28,6 +28,7 @@ import {
   withDatabase,
 } from '../src/db/migrate.ts';
 import { parsePolicy } from '../src/policy/policy.ts';
+import { deleteMatching } from '../src/redis/client.ts';
 import { HCAPTCHA_TEST_SECRET, startSiteverifyServer } from '../test/support/siteverify-server.ts';
 import { type AutocannonRequest, type AutocannonResult, runAutocannon } from './lib/autocannon.ts';
 import { type CpuShare, cpuShare, sampleCpu } from './lib/cpu.ts';
@@ -141,20 +142,11 @@ async function deleteRedisPrefix(redisUrl: string, prefix: string): Promise<numb
   });
   redis.on('error', () => {}); // connect() rejects with the same error
   await redis.connect();
-  let deleted = 0;
   try {
-    for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) deleted += await redis.del(...keys);
-      } while (cursor !== '0');
-    }
+    return await deleteMatching(redis, [`{${prefix}:*`, `${prefix}:*`]);
   } finally {
     redis.disconnect();
   }
-  return deleted;
 }
 
 async function postJson(

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { dropDatabase, ensureDatabase } from '../src/db/migrate.ts';
+import { deleteMatching } from '../src/redis/client.ts';
 import type { Hooks } from './hooks.ts';
 
 // A Gatehouse of the simulator's own: `tsx src/main.ts all` as a child process, on a fresh
@@ -147,14 +148,7 @@ async function cleanUp(databaseUrl: string, redisUrl: string, prefix: string): P
   const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
   try {
     await redis.connect();
-    for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    }
+    await deleteMatching(redis, [`{${prefix}:*`, `${prefix}:*`]);
   } catch {
     // A Redis that went away takes its keys with it.
   } finally {

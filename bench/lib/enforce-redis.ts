@@ -40,16 +40,4 @@ export function callsDelta(before: Map<string, number>, after: Map<string, numbe
 /** Commands a client sends itself; everything else in the delta ran inside a script. */
 export const SCRIPT_ENTRY_COMMANDS = ['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall', 'fcall_ro'];
 
-/** Deletes every key matching the patterns (SCAN, never KEYS); returns how many went. */
-export async function deleteMatching(redis: Redis, patterns: readonly string[]): Promise<number> {
-  let deleted = 0;
-  for (const pattern of patterns) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) deleted += await redis.unlink(...keys);
-    } while (cursor !== '0');
-  }
-  return deleted;
-}
+export { deleteMatching } from '../../src/redis/client.ts';

@@ -124,9 +124,3 @@ export async function failRun(db: Db, runId: string, stage: Stage, err: unknown)
     },
   });
 }
-
-/** The run's summary as stored, for a stage that needs what an earlier one found. */
-export async function runSummary(db: Db, runId: string): Promise<Record<string, unknown>> {
-  const run = await db.analysisRun.findUnique({ where: { id: runId }, select: { summary: true } });
-  return (run?.summary ?? {}) as Record<string, unknown>;
-}

@@ -53,3 +53,20 @@ export function failFastWhenDisconnected(redis: Redis, commandTimeoutMs?: number
   redis.options.enableOfflineQueue = false;
   if (commandTimeoutMs !== undefined) redis.options.commandTimeout = commandTimeoutMs;
 }
+
+/**
+ * Deletes every key matching the patterns (SCAN, never KEYS, so Redis is not blocked); returns how
+ * many went. For cleaning up a deployment's or a test's key prefix.
+ */
+export async function deleteMatching(redis: Redis, patterns: readonly string[]): Promise<number> {
+  let deleted = 0;
+  for (const pattern of patterns) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) deleted += await redis.unlink(...keys);
+    } while (cursor !== '0');
+  }
+  return deleted;
+}

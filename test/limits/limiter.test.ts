@@ -7,6 +7,7 @@ import {
   type LimitSpec,
   type SlidingWindowLimiter,
 } from '../../src/limits/limiter.ts';
+import { deleteMatching } from '../../src/redis/client.ts';
 
 const PREFIX = `test:limits:limiter:${randomUUID()}:`;
 const MINUTE = 60_000;
@@ -19,12 +20,7 @@ beforeAll(() => {
 });
 
 afterAll(async () => {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+  await deleteMatching(redis, [`${PREFIX}*`]);
   redis.disconnect();
 });
 

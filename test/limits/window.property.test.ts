@@ -12,6 +12,7 @@ import {
   type Mode,
   type WindowSpec,
 } from '../../src/limits/window.ts';
+import { deleteMatching } from '../../src/redis/client.ts';
 
 const PREFIX = `test:limits:prop:${randomUUID()}:`;
 let redis: Redis;
@@ -28,12 +29,7 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function deleteKeys(prefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+  await deleteMatching(redis, [`${prefix}*`]);
 }
 
 interface Step {

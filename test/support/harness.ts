@@ -8,6 +8,7 @@ import { applyMigrations, dropDatabase, ensureDatabase } from '../../src/db/migr
 import { createHttpServer } from '../../src/http/server.ts';
 import { createLogger } from '../../src/logger.ts';
 import { loadPolicy, type Policy } from '../../src/policy/policy.ts';
+import { deleteMatching } from '../../src/redis/client.ts';
 import { startWorkers } from '../../workers/index.ts';
 
 export interface TestApp {
@@ -141,14 +142,7 @@ export async function cleanRedisPrefix(redisUrl: string, prefix: string): Promis
   const redis = new Redis(redisUrl, { lazyConnect: true });
   await redis.connect();
   try {
-    for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    }
+    await deleteMatching(redis, [`{${prefix}:*`, `${prefix}:*`]);
   } finally {
     redis.disconnect();
   }
