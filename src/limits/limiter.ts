@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { costProblem, type Mode, specProblem } from './window.ts';
+import { bucketIndex, costProblem, type Mode, specProblem } from './window.ts';
 
 /**
  * Multi-dimension sliding-window limiter: one Redis command per check (EVALSHA of
@@ -77,39 +77,66 @@ function scriptError(code: number): Error {
 
 const SLOT = /^[A-Za-z0-9]{0,16}$/;
 
-function encode(request: CheckRequest): { keys: string[]; args: string[] } {
+interface Encoded {
+  keys: string[];
+  args: string[];
+  /** order[j] = where the caller's j-th limit sits in the script's numbering (grouped by hash). */
+  order: number[];
+}
+
+function encode(request: CheckRequest): Encoded {
   const { now, mode, cost, limits, event } = request;
   if (!Number.isSafeInteger(now)) throw new RangeError('now must be an integer number of ms');
   const problem = costProblem(cost);
   if (problem) throw new RangeError(problem);
   if (limits.length === 0) throw new RangeError('at least one limit is required');
-  const keys: string[] = [];
-  // Hash index (1-based, as the script sees KEYS) and the slots already placed in it.
-  const hashes = new Map<string, { index: number; slots: string[] }>();
-  const args = [String(limits.length), String(now), String(cost), mode, event?.when ?? '', '', '', ''];
-  let windows = '';
-  for (const spec of limits) {
+  // The script takes windows grouped by hash, hashes in order of first appearance.
+  const groups = new Map<string, { slots: string[]; members: number[] }>();
+  limits.forEach((spec, j) => {
     const specError = specProblem(spec);
     if (specError) throw new RangeError(`limit ${spec.name}: ${specError}`);
     const slot = spec.slot ?? '';
     if (!SLOT.test(slot)) throw new RangeError(`limit ${spec.name}: slot must be up to 16 letters or digits`);
-    let hash = hashes.get(spec.key);
-    if (!hash) {
-      keys.push(spec.key);
-      hash = { index: keys.length, slots: [] };
-      hashes.set(spec.key, hash);
+    let group = groups.get(spec.key);
+    if (!group) {
+      group = { slots: [], members: [] };
+      groups.set(spec.key, group);
     }
     // Two windows in one place would read the same counts twice and double-charge them; the bare
     // names would collide with any slot's bucket fields only through a caller's mistake, so a hash
     // holds either one window with the empty slot or windows that all have slots.
-    if (hash.slots.includes(slot) || (hash.slots.length > 0 && (slot === '' || hash.slots.includes('')))) {
+    if (group.slots.includes(slot) || (group.slots.length > 0 && (slot === '' || group.slots.includes('')))) {
       throw new RangeError('windows sharing a key need distinct, non-empty slots');
     }
-    hash.slots.push(slot);
-    windows += `${hash.index},${slot},${spec.limit},${spec.windowMs},${spec.buckets};`;
+    group.slots.push(slot);
+    group.members.push(j);
+  });
+  const keys = [...groups.keys()];
+  const args = [
+    String(limits.length),
+    String(now),
+    String(cost),
+    mode,
+    event?.when ?? '',
+    '',
+    String(keys.length),
+  ];
+  const order = new Array<number>(limits.length);
+  let k = 0;
+  for (const { slots, members } of groups.values()) {
+    // The script builds no strings on its common path: names and bucket indexes come from here.
+    const params: string[] = [];
+    args.push(String(members.length));
+    members.forEach((j, i) => {
+      const spec = limits[j]!;
+      const p = slots[i] === '' ? '' : `${slots[i]}:`;
+      const current = String(bucketIndex(now, spec.windowMs / spec.buckets));
+      args.push(`${p}o`, `${p}t`, p + current);
+      params.push(String(spec.limit), String(spec.windowMs), String(spec.buckets), current, p);
+      order[j] = k++;
+    });
+    for (const param of params) args.push(param);
   }
-  args[6] = String(keys.length);
-  args[7] = windows;
   if (event) {
     if (!Number.isSafeInteger(event.maxLen) || event.maxLen < 1) {
       throw new RangeError('event.maxLen must be a positive integer');
@@ -120,27 +147,37 @@ function encode(request: CheckRequest): { keys: string[]; args: string[] } {
     args[5] = String(event.maxLen);
     for (const [field, value] of entries) args.push(field, value);
   }
-  return { keys, args };
+  return { keys, args, order };
 }
 
-function decode(reply: unknown, limits: readonly LimitSpec[]): CheckResult {
+function decode(reply: unknown, request: CheckRequest, order: readonly number[]): CheckResult {
+  const { limits, cost, mode } = request;
   if (typeof reply === 'number') throw scriptError(reply);
-  if (!Array.isArray(reply) || reply.length !== 2 + 3 * limits.length) {
+  if (!Array.isArray(reply) || reply.length !== 1 + 3 * limits.length) {
     throw new Error('sliding-window.lua: unexpected reply shape');
   }
-  const numbers = reply.map((value: unknown) => {
+  for (const value of reply) {
     if (typeof value !== 'number') throw new Error('sliding-window.lua: unexpected reply value');
-    return value;
-  });
-  const results = limits.map((spec, k) => ({
-    name: spec.name,
-    limit: spec.limit,
-    used: numbers[2 + 3 * k]!,
-    remaining: numbers[3 + 3 * k]!,
-    resetMs: numbers[4 + 3 * k]!,
-  }));
+  }
+  const numbers = reply as number[];
   const admitted = numbers[0] === 1;
-  const violated = limits[numbers[1]!]?.name;
+  const consumed = cost > 0 && (admitted || mode === 'record');
+  let violated: string | undefined;
+  const results = limits.map((spec, j) => {
+    const at = 1 + 3 * order[j]!;
+    const used = numbers[at]!;
+    // The script's own test, in the caller's order: the first window the request did not fit.
+    if (!admitted && violated === undefined && (consumed ? used : used + cost) > spec.limit) {
+      violated = spec.name;
+    }
+    return {
+      name: spec.name,
+      limit: spec.limit,
+      used,
+      remaining: numbers[at + 1]!,
+      resetMs: numbers[at + 2]!,
+    };
+  });
   return violated === undefined ? { admitted, limits: results } : { admitted, violated, limits: results };
 }
 
@@ -170,8 +207,8 @@ export function createSlidingWindowLimiter(redis: Redis): SlidingWindowLimiter {
 
   return {
     async check(request) {
-      const { keys, args } = encode(request);
-      return decode(await run(keys, args), request.limits);
+      const { keys, args, order } = encode(request);
+      return decode(await run(keys, args), request, order);
     },
   };
 }

@@ -8,6 +8,13 @@
   window with the empty slot uses the bare names `o`, `t` and `<bucket index>`. Sharing a hash is
   what keeps a decision cheap: one HMGET and one HSET per hash, however many windows it holds.
 
+  This runs on every API call, and in Redis's Lua every table and every string built here (a
+  concatenation, a format, a tostring) costs several times what one more argument does. So the
+  caller sends the windows grouped by hash, with field names and bucket indexes ready-made: the
+  read of a hash is an HMGET of a range of ARGV, counts go to HSET as Lua numbers (Redis formats
+  them in C), and strings are built only on the rare paths (expiring buckets, walking for a reset
+  time). `npm run bench:enforce` reports the Redis CPU per decision.
+
   The number of keys varies (the hashes, plus an optional stream), so the file is not named
   -<numKeys>.
 
@@ -27,16 +34,18 @@
       ARGV[5]         event: '' (none) | 'admitted' (append only when admitted) | 'always'
       ARGV[6]         stream MAXLEN, approximate (~)
       ARGV[7]         h, the number of hashes
-      ARGV[8]         the n windows, each as `<hash index>,<slot>,<limit>,<windowMs>,<buckets>;`
-                      (hash index 1..h; windowMs a multiple of buckets). One argument rather than
-                      5n: every argument costs the client and the server a conversion each.
-      ARGV[9 ..]      stream field, value, field, value ... (with 'always', the entry starts with
+      ARGV[8 ..]      per hash, in KEYS order: m, the number of its windows (at least 1); then
+                      for each of them the field names <prefix>o, <prefix>t and
+                      <prefix><current bucket index>; then for each of them limit, windowMs,
+                      buckets (windowMs a multiple of it), the current bucket index
+                      ⌊now / (windowMs / buckets)⌋ and the field prefix ('' or '<slot>:').
+                      Windows are numbered 1..n in this order.
+      then            stream field, value, field, value ... (with 'always', the entry starts with
                       an `ok` field: '1' admitted, '0' denied)
 
     Output:
-      { decision, violated, used_1, remaining_1, reset_ms_1, ..., used_n, remaining_n, reset_ms_n }
+      { decision, used_1, remaining_1, reset_ms_1, ..., used_n, remaining_n, reset_ms_n }
         decision    1 admitted, 0 denied
-        violated    0-based index of the first limit the request does not fit, -1 if none
         used_k      count of window k after this call (cost included only if consumed)
         remaining_k max(0, limit_k - used_k)
         reset_ms_k  ms until remaining_k rises if the request fits window k; if not, ms until a
@@ -47,7 +56,9 @@
     TTL is set to max(W + B) over its windows whenever one of them opens a bucket.
 ]]
 
+
 local rcall = redis.call
+local tonumber = tonumber
 
 local n = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -61,92 +72,82 @@ if n == nil or h == nil or h < 1 or now == nil or cost == nil or cost < 0
   return -1
 end
 
--- Field names as integers: tostring would switch to exponent notation past 14 digits.
-local function field(index)
-  return string.format('%d', index)
-end
+-- A window's state, in an array (one allocation; named slots would cost a hash insert each).
+local HASH, LIMIT, WINDOW_MS, BUCKETS, WIDTH, CURRENT, PREFIX, NAMES = 1, 2, 3, 4, 5, 6, 7, 8
+local OLDEST, TOTAL, CURRENT_COUNT, DIRTY, USED_BEFORE = 9, 10, 11, 12, 13
 
-local hashes = {}
-for g = 1, h do hashes[g] = { key = KEYS[g], members = {}, ttl = 0, writes = {}, fresh = false } end
-
-local windows = {}
-local k = 0
-for g, slot, limit, windowMs, buckets in string.gmatch(ARGV[8], '(%d+),(%w*),(%d+),(%d+),(%d+);') do
-  k = k + 1
-  g, limit, windowMs, buckets = tonumber(g), tonumber(limit), tonumber(windowMs), tonumber(buckets)
-  if hashes[g] == nil or buckets < 1 or windowMs % buckets ~= 0 then
-    return -1
-  end
-  local width = windowMs / buckets
-  -- fmod is exact; floor(now / width) can round a quotient just below k up to k.
-  local offset = math.fmod(now, width)
-  if offset < 0 then offset = offset + width end
-  local hash = hashes[g]
-  hash.members[#hash.members + 1] = k
-  if windowMs + width > hash.ttl then hash.ttl = windowMs + width end
-  windows[k] = {
-    hash = hash, key = hash.key, p = slot == '' and '' or (slot .. ':'),
-    limit = limit, windowMs = windowMs, buckets = buckets, width = width,
-    current = (now - offset) / width
-  }
+-- Field names as integers, on the rare paths: tostring would switch to exponent notation past 14
+-- digits.
+local function field(w, index)
+  return w[PREFIX] .. string.format('%d', index)
 end
-if k ~= n then return -1 end
 
 -- One read per hash serves the common case: for each window its oldest bucket, its total and the
 -- current bucket's count, which lets the write below be a plain HSET and tells whether the bucket
 -- is new (the only time the TTL has to move).
+local windows = {}
+local hashOf = {}   -- hash index -> { first window, last window, ttl }
+local pos = 8
 for g = 1, h do
-  local hash = hashes[g]
-  local names = {}
-  for _, k in ipairs(hash.members) do
-    local w = windows[k]
-    names[#names + 1] = w.p .. 'o'
-    names[#names + 1] = w.p .. 't'
-    names[#names + 1] = w.p .. field(w.current)
-  end
-  if #names > 0 then
-    local values = rcall('HMGET', hash.key, unpack(names))
-    for i, k in ipairs(hash.members) do
-      local w = windows[k]
-      w.oldest = tonumber(values[3 * i - 2])
-      w.total = tonumber(values[3 * i - 1]) or 0
-      w.currentCount = tonumber(values[3 * i])
-      -- `o` and `t` changed here and must be written back, consumed or not.
-      w.dirty = false
+  local m = tonumber(ARGV[pos])
+  if m == nil or m < 1 then return -1 end
+  local names = pos + 1
+  local params = names + 3 * m
+  local values = rcall('HMGET', KEYS[g], unpack(ARGV, names, params - 1))
+  local ttl = 0
+  for i = 1, m do
+    local a = params + 5 * (i - 1)
+    local limit, windowMs, buckets = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local current = tonumber(ARGV[a + 3])
+    if limit == nil or windowMs == nil or buckets == nil or current == nil or buckets < 1
+      or windowMs % buckets ~= 0 then
+      return -1
     end
+    local width = windowMs / buckets
+    if windowMs + width > ttl then ttl = windowMs + width end
+    local total = tonumber(values[3 * i - 1]) or 0
+    windows[#windows + 1] = {
+      g, limit, windowMs, buckets, width, current, ARGV[a + 4], names + 3 * (i - 1),
+      tonumber(values[3 * i - 2]), total, tonumber(values[3 * i]), false, total
+    }
   end
+  hashOf[g] = { #windows - m + 1, #windows, ttl }
+  pos = params + 5 * m
 end
+if #windows ~= n then return -1 end
 
 -- Forgets a window: its buckets from..to (every field it can hold there) and its `o` and `t`.
 -- A hash that holds only this window goes at once.
 local function clearWindow(w, from, to)
-  if #w.hash.members == 1 then
-    rcall('DEL', w.key)
+  local hash = hashOf[w[HASH]]
+  if hash[1] == hash[2] then
+    rcall('DEL', KEYS[w[HASH]])
   else
-    local names = { w.p .. 'o', w.p .. 't' }
-    for b = from, to do names[#names + 1] = w.p .. field(b) end
-    rcall('HDEL', w.key, unpack(names))
+    local names = { ARGV[w[NAMES]], ARGV[w[NAMES] + 1] }
+    for b = from, to do names[#names + 1] = field(w, b) end
+    rcall('HDEL', KEYS[w[HASH]], unpack(names))
   end
-  w.oldest, w.total, w.currentCount = nil, 0, nil
+  w[OLDEST], w[TOTAL], w[CURRENT_COUNT] = nil, 0, nil
 end
 
 for k = 1, n do
   local w = windows[k]
   -- Expire buckets older than current - N. `oldest` only moves forward, so each bucket index is
   -- walked once over the window's life: amortised O(1) per check.
-  local cutoff = w.current - w.buckets
-  local oldest = w.oldest
+  local cutoff = w[CURRENT] - w[BUCKETS]
+  local oldest = w[OLDEST]
   if oldest ~= nil and oldest < cutoff then
-    if cutoff - oldest > w.buckets then
+    local key = KEYS[w[HASH]]
+    if cutoff - oldest > w[BUCKETS] then
       -- Every field lies in [oldest, oldest + N]: nothing survives a larger gap.
-      clearWindow(w, oldest, oldest + w.buckets)
+      clearWindow(w, oldest, oldest + w[BUCKETS])
     else
       -- Buckets oldest .. cutoff - 1 go; `cutoff` is read along, as it is usually the next oldest.
       local walked = {}
-      for b = oldest, cutoff do walked[#walked + 1] = w.p .. field(b) end
-      local counts = rcall('HMGET', w.key, unpack(walked))
+      for b = oldest, cutoff do walked[#walked + 1] = field(w, b) end
+      local counts = rcall('HMGET', key, unpack(walked))
       local gone = {}
-      local total = w.total
+      local total = w[TOTAL]
       for i = 1, #walked - 1 do
         if counts[i] then
           total = total - tonumber(counts[i])
@@ -156,18 +157,18 @@ for k = 1, n do
       if total <= 0 then
         clearWindow(w, oldest, cutoff)
       else
-        if #gone > 0 then rcall('HDEL', w.key, unpack(gone)) end
-        w.total = total
-        local last = oldest + w.buckets
+        if #gone > 0 then rcall('HDEL', key, unpack(gone)) end
+        w[TOTAL] = total
+        local last = oldest + w[BUCKETS]
         if counts[#walked] then
-          w.oldest = cutoff
-          w.dirty = true
+          w[OLDEST] = cutoff
+          w[DIRTY] = true
         else
           local rest = {}
-          for b = cutoff + 1, last do rest[#rest + 1] = w.p .. field(b) end
+          for b = cutoff + 1, last do rest[#rest + 1] = field(w, b) end
           local found = nil
           if #rest > 0 then
-            local more = rcall('HMGET', w.key, unpack(rest))
+            local more = rcall('HMGET', key, unpack(rest))
             for i = 1, #rest do
               if more[i] then
                 found = cutoff + i
@@ -179,118 +180,118 @@ for k = 1, n do
             -- total > 0 promises a field in range; an inconsistent window is dropped, not looped on.
             clearWindow(w, oldest, last)
           else
-            w.oldest = found
-            w.dirty = true
+            w[OLDEST] = found
+            w[DIRTY] = true
           end
         end
       end
     end
+    w[USED_BEFORE] = w[TOTAL]
   end
-  w.usedBefore = w.total
 end
 
 -- Decide on every window before consuming from any: all or nothing.
-local violated = -1
+local admitted = true
 for k = 1, n do
   local w = windows[k]
-  if w.total + cost > w.limit then
-    violated = k - 1
+  if w[TOTAL] + cost > w[LIMIT] then
+    admitted = false
     break
   end
 end
-local admitted = violated == -1
 
-if cost > 0 and (admitted or mode == 'record') then
-  for k = 1, n do
-    local w = windows[k]
-    local writes = w.hash.writes
-    -- A skewed, earlier `now` must not write below `oldest`: that field would never be walked.
-    local bucket = w.current
-    if w.oldest ~= nil and w.oldest > bucket then bucket = w.oldest end
-    if bucket == w.current then
-      if w.currentCount == nil then w.hash.fresh = true end
-      writes[#writes + 1] = w.p .. field(bucket)
-      writes[#writes + 1] = field((w.currentCount or 0) + cost)
-    elseif tonumber(rcall('HINCRBY', w.key, w.p .. field(bucket), cost)) == cost then
-      w.hash.fresh = true
-    end
-    w.total = w.total + cost
-    writes[#writes + 1] = w.p .. 't'
-    writes[#writes + 1] = field(w.total)
-    if w.oldest == nil then
-      w.oldest = bucket
-      writes[#writes + 1] = w.p .. 'o'
-      writes[#writes + 1] = field(bucket)
-    elseif w.dirty then
-      writes[#writes + 1] = w.p .. 'o'
-      writes[#writes + 1] = field(w.oldest)
-    end
-    w.dirty = false
-  end
-end
-
-for k = 1, n do
-  local w = windows[k]
-  if w.dirty then
-    local writes = w.hash.writes
-    writes[#writes + 1] = w.p .. 'o'
-    writes[#writes + 1] = field(w.oldest)
-    writes[#writes + 1] = w.p .. 't'
-    writes[#writes + 1] = field(w.total)
-  end
-end
-
+-- Counts and indexes go to HSET as Lua numbers: Redis writes them with %.17g, exact for every
+-- integer a window can hold.
+local consume = cost > 0 and (admitted or mode == 'record')
 for g = 1, h do
-  local hash = hashes[g]
-  if #hash.writes > 0 then rcall('HSET', hash.key, unpack(hash.writes)) end
+  local hash = hashOf[g]
+  local writes = nil
+  local fresh = false
+  for k = hash[1], hash[2] do
+    local w = windows[k]
+    local names = w[NAMES]
+    if consume then
+      writes = writes or {}
+      -- A skewed, earlier `now` must not write below `oldest`: that field would never be walked.
+      local bucket = w[CURRENT]
+      if w[OLDEST] ~= nil and w[OLDEST] > bucket then bucket = w[OLDEST] end
+      if bucket == w[CURRENT] then
+        if w[CURRENT_COUNT] == nil then fresh = true end
+        writes[#writes + 1] = ARGV[names + 2]
+        writes[#writes + 1] = (w[CURRENT_COUNT] or 0) + cost
+      elseif tonumber(rcall('HINCRBY', KEYS[g], field(w, bucket), cost)) == cost then
+        fresh = true
+      end
+      w[TOTAL] = w[TOTAL] + cost
+      writes[#writes + 1] = ARGV[names + 1]
+      writes[#writes + 1] = w[TOTAL]
+      if w[OLDEST] == nil then
+        w[OLDEST] = bucket
+        writes[#writes + 1] = ARGV[names]
+        writes[#writes + 1] = bucket
+      elseif w[DIRTY] then
+        writes[#writes + 1] = ARGV[names]
+        writes[#writes + 1] = w[OLDEST]
+      end
+    elseif w[DIRTY] then
+      -- Expiry moved `o` and `t`: they are written back, consumed or not.
+      writes = writes or {}
+      writes[#writes + 1] = ARGV[names]
+      writes[#writes + 1] = w[OLDEST]
+      writes[#writes + 1] = ARGV[names + 1]
+      writes[#writes + 1] = w[TOTAL]
+    end
+  end
+  if writes then rcall('HSET', KEYS[g], unpack(writes)) end
   -- Idle hashes vanish once their newest bucket can no longer count. A bucket set up at `now`
   -- counts until at most now + W + B, so setting the TTL when a bucket appears keeps the hash
   -- alive exactly as long as its newest bucket needs; later writes to that bucket change nothing.
-  if hash.fresh then rcall('PEXPIRE', hash.key, field(hash.ttl)) end
+  if fresh then rcall('PEXPIRE', KEYS[g], hash[3]) end
 end
 
 -- Ms until the count of window w is at most target, expiring its oldest buckets first.
 local function msUntilAtMost(w, target)
-  local need = w.total - target
+  local need = w[TOTAL] - target
   -- `oldest` always holds a positive count, so it alone frees one: the usual case reads nothing.
-  if need <= 1 then return (w.oldest + w.buckets + 1) * w.width - now end
+  if need <= 1 then return (w[OLDEST] + w[BUCKETS] + 1) * w[WIDTH] - now end
   local freed = 0
-  local bucket = w.oldest
-  for _ = 0, w.buckets do
-    local count = rcall('HGET', w.key, w.p .. field(bucket))
+  local bucket = w[OLDEST]
+  for _ = 0, w[BUCKETS] do
+    local count = rcall('HGET', KEYS[w[HASH]], field(w, bucket))
     if count then freed = freed + tonumber(count) end
     if freed >= need then break end
     bucket = bucket + 1
   end
-  return (bucket + w.buckets + 1) * w.width - now
+  return (bucket + w[BUCKETS] + 1) * w[WIDTH] - now
 end
 
-local reply = { admitted and 1 or 0, violated }
+local reply = { admitted and 1 or 0 }
 for k = 1, n do
   local w = windows[k]
-  local fits = w.usedBefore + cost <= w.limit
+  local total, limit = w[TOTAL], w[LIMIT]
+  local fits = w[USED_BEFORE] + cost <= limit
   local resetMs
-  if not fits and cost > w.limit then
-    resetMs = w.windowMs
-  elseif w.total == 0 then
+  if not fits and cost > limit then
+    resetMs = w[WINDOW_MS]
+  elseif total == 0 then
     resetMs = 0
   elseif fits then
-    resetMs = msUntilAtMost(w, w.total - 1)
+    resetMs = msUntilAtMost(w, total - 1)
   else
-    resetMs = msUntilAtMost(w, w.limit - cost)
+    resetMs = msUntilAtMost(w, limit - cost)
   end
-  local remaining = w.limit - w.total
+  local remaining = limit - total
   if remaining < 0 then remaining = 0 end
-  reply[#reply + 1] = w.total
-  reply[#reply + 1] = remaining
-  reply[#reply + 1] = resetMs
+  reply[3 * k - 1] = total
+  reply[3 * k] = remaining
+  reply[3 * k + 1] = resetMs
 end
 
 if eventWhen == 'admitted' and admitted then
-  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, 9))
+  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, pos))
 elseif eventWhen == 'always' then
   -- The caller cannot know the outcome when it builds the event: `ok` records it.
-  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', 'ok', admitted and '1' or '0', unpack(ARGV, 9))
+  rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', 'ok', admitted and '1' or '0', unpack(ARGV, pos))
 end
 
 return reply
