@@ -19,8 +19,9 @@ import { createLogger, type Logger } from './logger.ts';
 import { createNotifier, type Notifier } from './notify/notifier.ts';
 import { loadPolicy, type Policy } from './policy/policy.ts';
 import { createQueues, type Queues } from './queues/queues.ts';
-import { connectRedis, createRedis, failFastWhenDisconnected } from './redis/client.ts';
+import { connectRedis, createRedis } from './redis/client.ts';
 import { createKeys, type RedisKeys } from './redis/keys.ts';
+import { RespClient } from './redis/resp-client.ts';
 import { createRuleService, RULES_INVALIDATION, type RuleService } from './rules/service.ts';
 import { type AsnDatabase, loadAsnDatabase } from './signals/asn.ts';
 import { loadCountryDatabase } from './signals/country.ts';
@@ -166,12 +167,15 @@ export async function createContext(
   const limiter = createSlidingWindowLimiter(redis);
   const hosting = createHostingClassifier(signupPolicy.network.extraHostingAsns);
   // Enforcement has its own connection with a short command timeout and no offline queue: a slow
-  // or absent Redis turns into the fail-mode answer within tens of milliseconds, never a hang.
-  const enforceRedis = createRedis({ url: config.REDIS_URL, connectTimeoutMs: timeout, failFast: true });
-  enforceRedis.on('error', onRedisError);
-  await connectRedis(enforceRedis, timeout);
-  // The budgets apply from here on: connecting may take longer than one decision may.
-  failFastWhenDisconnected(enforceRedis, config.ENFORCE_REDIS_TIMEOUT_MS);
+  // or absent Redis turns into the fail-mode answer within tens of milliseconds, never a hang. It
+  // is the small pipelined client, not ioredis: src/redis/resp-client.ts says why.
+  const enforceRedis = new RespClient({
+    url: config.REDIS_URL,
+    connectTimeoutMs: timeout,
+    commandTimeoutMs: config.ENFORCE_REDIS_TIMEOUT_MS,
+    onError: onRedisError,
+  });
+  await enforceRedis.connect();
   const enforce = createEnforceService({
     resolveKey: apiKeys.lookup,
     rules,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { RespClient } from '../redis/resp-client.ts';
 import { bucketIndex, costProblem, type Mode, specProblem } from './window.ts';
 
 /**
@@ -185,23 +186,51 @@ function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
-export function createSlidingWindowLimiter(redis: Redis): SlidingWindowLimiter {
+/**
+ * Runs the script on either client: ioredis, as most of Gatehouse uses, or the small pipelined
+ * client the enforcement decision uses (src/redis/resp-client.ts explains why).
+ */
+function scriptRunner(redis: Redis | RespClient): {
+  evalsha(keys: string[], args: string[]): Promise<unknown>;
+  eval(keys: string[], args: string[]): Promise<unknown>;
+} {
+  if (redis instanceof RespClient) {
+    const call = (head: string[], keys: string[], args: string[]) => {
+      const command = head;
+      command.push(String(keys.length));
+      for (const key of keys) command.push(key);
+      for (const arg of args) command.push(arg);
+      return redis.call(command);
+    };
+    return {
+      evalsha: (keys, args) => call(['EVALSHA', SHA], keys, args),
+      eval: (keys, args) => call(['EVAL', LUA], keys, args),
+    };
+  }
+  return {
+    evalsha: (keys, args) => redis.evalsha(SHA, keys.length, ...keys, ...args),
+    eval: (keys, args) => redis.eval(LUA, keys.length, ...keys, ...args),
+  };
+}
+
+export function createSlidingWindowLimiter(redis: Redis | RespClient): SlidingWindowLimiter {
   // The first call sends the source (EVAL caches it server-side); later calls send only the SHA.
   // A server that lost its cache (restart, failover, SCRIPT FLUSH) answers NOSCRIPT once, and we
   // resend the source: one command per check in steady state, two only right after such an event.
+  const script = scriptRunner(redis);
   let cached = false;
 
   async function run(keys: string[], args: string[]): Promise<unknown> {
     if (!cached) {
-      const reply = await redis.eval(LUA, keys.length, ...keys, ...args);
+      const reply = await script.eval(keys, args);
       cached = true;
       return reply;
     }
     try {
-      return await redis.evalsha(SHA, keys.length, ...keys, ...args);
+      return await script.evalsha(keys, args);
     } catch (error) {
       if (!isNoScript(error)) throw error;
-      return redis.eval(LUA, keys.length, ...keys, ...args);
+      return script.eval(keys, args);
     }
   }
 
