@@ -78,6 +78,41 @@ function scriptError(code: number): Error {
 
 const SLOT = /^[A-Za-z0-9]{0,16}$/;
 
+interface SlotNames {
+  p: string;
+  o: string;
+  t: string;
+  /** `<p><current>`, the same string while the bucket lasts. */
+  bucket(current: string): string;
+}
+
+// A decision names 30 fields; built afresh each time, they were a good part of its garbage.
+const slotNameCache = new Map<string, SlotNames>();
+
+function slotNames(slot: string): SlotNames {
+  let names = slotNameCache.get(slot);
+  if (!names) {
+    const p = slot === '' ? '' : `${slot}:`;
+    let lastCurrent = '';
+    let lastName = '';
+    names = {
+      p,
+      o: `${p}o`,
+      t: `${p}t`,
+      bucket(current) {
+        if (current !== lastCurrent) {
+          lastCurrent = current;
+          lastName = p + current;
+        }
+        return lastName;
+      },
+    };
+    if (slotNameCache.size > 1_000) slotNameCache.clear();
+    slotNameCache.set(slot, names);
+  }
+  return names;
+}
+
 interface Encoded {
   keys: string[];
   args: string[];
@@ -130,10 +165,10 @@ function encode(request: CheckRequest): Encoded {
     args.push(String(members.length));
     members.forEach((j, i) => {
       const spec = limits[j]!;
-      const p = slots[i] === '' ? '' : `${slots[i]}:`;
+      const names = slotNames(slots[i]!);
       const current = String(bucketIndex(now, spec.windowMs / spec.buckets));
-      args.push(`${p}o`, `${p}t`, p + current);
-      params.push(String(spec.limit), String(spec.windowMs), String(spec.buckets), current, p);
+      args.push(names.o, names.t, names.bucket(current));
+      params.push(String(spec.limit), String(spec.windowMs), String(spec.buckets), current, names.p);
       order[j] = k++;
     });
     for (const param of params) args.push(param);
@@ -195,16 +230,11 @@ function scriptRunner(redis: Redis | RespClient): {
   eval(keys: string[], args: string[]): Promise<unknown>;
 } {
   if (redis instanceof RespClient) {
-    const call = (head: string[], keys: string[], args: string[]) => {
-      const command = head;
-      command.push(String(keys.length));
-      for (const key of keys) command.push(key);
-      for (const arg of args) command.push(arg);
-      return redis.call(command);
-    };
+    const evalsha = ['EVALSHA', SHA];
+    const eval_ = ['EVAL', LUA];
     return {
-      evalsha: (keys, args) => call(['EVALSHA', SHA], keys, args),
-      eval: (keys, args) => call(['EVAL', LUA], keys, args),
+      evalsha: (keys, args) => redis.callParts([evalsha, [String(keys.length)], keys, args]),
+      eval: (keys, args) => redis.callParts([eval_, [String(keys.length)], keys, args]),
     };
   }
   return {

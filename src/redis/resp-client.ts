@@ -50,54 +50,154 @@ interface Pending {
 
 const CRLF = '\r\n';
 
+/** A command as the concatenation of its parts (the limiter's head, keys and arguments, say). */
+export type CommandParts = ReadonlyArray<readonly string[]>;
+
 /** One command in RESP: an array of bulk strings. */
 export function encodeCommand(args: readonly string[]): string {
-  let out = `*${args.length}${CRLF}`;
-  for (const arg of args) out += `$${Buffer.byteLength(arg)}${CRLF}${arg}${CRLF}`;
+  return encodeCommands([[args]]).toString('utf8');
+}
+
+/** Bytes of `*n\r\n` or `$n\r\n`. */
+const headerBytes = (n: number) => String(n).length + 3;
+
+/**
+ * Every command of one flush into one Buffer, sized first and written once: building the RESP text
+ * as strings allocated several times the bytes sent (a cons string per piece), and garbage
+ * collection was the largest cost of a decision after the script itself.
+ */
+export function encodeCommands(commands: readonly CommandParts[]): Buffer {
+  let size = 0;
+  for (const parts of commands) {
+    let count = 0;
+    for (const part of parts) {
+      count += part.length;
+      for (const arg of part) {
+        const bytes = Buffer.byteLength(arg);
+        size += headerBytes(bytes) + bytes + 2;
+      }
+    }
+    size += headerBytes(count);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const parts of commands) {
+    let count = 0;
+    for (const part of parts) count += part.length;
+    at += out.write(`*${count}\r\n`, at, 'latin1');
+    for (const part of parts) {
+      for (const arg of part) {
+        const bytes = Buffer.byteLength(arg);
+        at += out.write(`$${bytes}\r\n`, at, 'latin1');
+        at += bytes === arg.length ? out.write(arg, at, 'latin1') : out.write(arg, at, 'utf8');
+        out[at++] = 0x0d;
+        out[at++] = 0x0a;
+      }
+    }
+  }
   return out;
+}
+
+/** Where the last `readInteger` line ended (its CR), or -1 when the line was incomplete. */
+let lineEnd = -1;
+
+/**
+ * The integer on a header line (after its type byte), read from the bytes: a script's reply is an
+ * array of ~30 integers, and a string per line would be most of the parsing cost.
+ */
+function readInteger(buf: Buffer, at: number): number {
+  let i = at;
+  const negative = buf[i] === 0x2d;
+  if (negative) i++;
+  let value = 0;
+  for (; i < buf.length; i++) {
+    const c = buf[i]!;
+    if (c === 0x0d) {
+      if (i === at + (negative ? 1 : 0)) break;
+      if (i + 1 === buf.length) {
+        lineEnd = -1;
+        return 0;
+      }
+      if (buf[i + 1] !== 0x0a) break;
+      lineEnd = i;
+      return negative ? -value : value;
+    }
+    if (c < 0x30 || c > 0x39) break;
+    value = value * 10 + (c - 0x30);
+  }
+  if (i === buf.length) {
+    lineEnd = -1;
+    return 0;
+  }
+  throw new Error('malformed integer in a Redis reply');
+}
+
+/** Where the last `parseValue` ended; -1 when the buffer did not hold the whole value. */
+let valueEnd = -1;
+
+/** One RESP2 value at `at`, leaving its end in `valueEnd` (no result object per array item). */
+function parseValue(buf: Buffer, at: number): RespValue {
+  valueEnd = -1;
+  if (at >= buf.length) return null;
+  const type = buf[at];
+  switch (type) {
+    case 0x3a: {
+      // :
+      const value = readInteger(buf, at + 1);
+      if (lineEnd !== -1) valueEnd = lineEnd + 2;
+      return value;
+    }
+    case 0x24: {
+      // $
+      const length = readInteger(buf, at + 1);
+      if (lineEnd === -1) return null;
+      const next = lineEnd + 2;
+      if (length < 0) {
+        valueEnd = next;
+        return null;
+      }
+      if (next + length + 2 > buf.length) return null;
+      valueEnd = next + length + 2;
+      return buf.toString('utf8', next, next + length);
+    }
+    case 0x2a: {
+      // *
+      const count = readInteger(buf, at + 1);
+      if (lineEnd === -1) return null;
+      let end = lineEnd + 2;
+      if (count < 0) {
+        valueEnd = end;
+        return null;
+      }
+      const items: RespValue[] = new Array(count);
+      for (let i = 0; i < count; i++) {
+        items[i] = parseValue(buf, end);
+        if (valueEnd === -1) return null;
+        end = valueEnd;
+      }
+      valueEnd = end;
+      return items;
+    }
+    case 0x2b:
+    case 0x2d: {
+      // + and -
+      const crlf = buf.indexOf(CRLF, at + 1, 'latin1');
+      if (crlf === -1) return null;
+      const text = buf.toString('utf8', at + 1, crlf);
+      valueEnd = crlf + 2;
+      return type === 0x2b ? text : new RespError(text);
+    }
+    default:
+      throw new Error(`unexpected byte 0x${(type ?? 0).toString(16)} in a Redis reply`);
+  }
 }
 
 /**
  * Parses one RESP2 value starting at `at`; undefined when the buffer does not hold all of it yet.
  */
 export function parseReply(buf: Buffer, at: number): { value: RespValue; end: number } | undefined {
-  if (at >= buf.length) return undefined;
-  const lineEnd = buf.indexOf(CRLF, at + 1, 'latin1');
-  if (lineEnd === -1) return undefined;
-  const type = buf[at];
-  const line = buf.toString('latin1', at + 1, lineEnd);
-  const next = lineEnd + 2;
-  switch (type) {
-    case 0x2b: // +
-      return { value: line, end: next };
-    case 0x2d: // -
-      return { value: new RespError(buf.toString('utf8', at + 1, lineEnd)), end: next };
-    case 0x3a: // :
-      return { value: Number(line), end: next };
-    case 0x24: {
-      // $
-      const length = Number(line);
-      if (length < 0) return { value: null, end: next };
-      if (next + length + 2 > buf.length) return undefined;
-      return { value: buf.toString('utf8', next, next + length), end: next + length + 2 };
-    }
-    case 0x2a: {
-      // *
-      const count = Number(line);
-      if (count < 0) return { value: null, end: next };
-      const items: RespValue[] = new Array(count);
-      let end = next;
-      for (let i = 0; i < count; i++) {
-        const item = parseReply(buf, end);
-        if (item === undefined) return undefined;
-        items[i] = item.value;
-        end = item.end;
-      }
-      return { value: items, end };
-    }
-    default:
-      throw new Error(`unexpected byte 0x${(type ?? 0).toString(16)} in a Redis reply`);
-  }
+  const value = parseValue(buf, at);
+  return valueEnd === -1 ? undefined : { value, end: valueEnd };
 }
 
 export class RespClient {
@@ -113,7 +213,7 @@ export class RespClient {
   /** Waiting for replies, oldest first, from `head` on. */
   private pending: Pending[] = [];
   private head = 0;
-  private outgoing: string[] = [];
+  private outgoing: CommandParts[] = [];
   private flushScheduled = false;
   private buffered: Buffer | null = null;
   private firstConnect: { resolve: () => void; reject: (err: Error) => void } | null = null;
@@ -143,11 +243,16 @@ export class RespClient {
 
   /** Sends one command; resolves with its reply, rejects with a RespError for an error reply. */
   call(args: readonly string[]): Promise<RespValue> {
+    return this.callParts([args]);
+  }
+
+  /** Sends the command made of `parts` in order, without joining them into one array first. */
+  callParts(parts: CommandParts): Promise<RespValue> {
     if (!this.ready) return Promise.reject(new Error('Redis connection is not ready'));
     if (this.pending.length - this.head >= this.maxPending) {
       return Promise.reject(new Error(`more than ${this.maxPending} Redis commands waiting for replies`));
     }
-    return new Promise((resolve, reject) => this.enqueue(encodeCommand(args), resolve, reject));
+    return new Promise((resolve, reject) => this.enqueue(parts, resolve, reject));
   }
 
   /** Closes the connection; commands still waiting fail. */
@@ -158,7 +263,7 @@ export class RespClient {
     this.socket?.destroy();
   }
 
-  private enqueue(command: string, resolve: Pending['resolve'], reject: Pending['reject']): void {
+  private enqueue(command: CommandParts, resolve: Pending['resolve'], reject: Pending['reject']): void {
     this.pending.push({
       resolve,
       reject,
@@ -177,7 +282,7 @@ export class RespClient {
   private flush(): void {
     this.flushScheduled = false;
     if (this.outgoing.length === 0 || !this.socket) return;
-    const data = this.outgoing.length === 1 ? this.outgoing[0]! : this.outgoing.join('');
+    const data = encodeCommands(this.outgoing);
     this.outgoing = [];
     this.socket.write(data);
   }
@@ -213,7 +318,7 @@ export class RespClient {
       const fail = (err: Error) => socket.destroy(err);
       for (const command of handshake) {
         this.enqueue(
-          encodeCommand(command),
+          [command],
           () => {
             if (--left > 0) return;
             clearTimeout(timer);

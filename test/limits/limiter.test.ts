@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
+import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
@@ -8,6 +10,7 @@ import {
   type SlidingWindowLimiter,
 } from '../../src/limits/limiter.ts';
 import { deleteMatching } from '../../src/redis/client.ts';
+import { RespClient } from '../../src/redis/resp-client.ts';
 
 const PREFIX = `test:limits:limiter:${randomUUID()}:`;
 const MINUTE = 60_000;
@@ -43,28 +46,64 @@ function usedOf(result: { limits: readonly { used: number }[] }): number[] {
 }
 
 /** Collects the commands the server runs while `action` runs; ordering is fenced by a marker PING. */
+/**
+ * One MONITOR line's arguments: `+1700000000.123456 [0 127.0.0.1:5000] "evalsha" "…"`, each
+ * argument quoted with backslash escapes (\", \\, \n, \r, \t, \xNN).
+ */
+function monitorLine(line: string): { args: string[]; source: string } | null {
+  const head = /^\+\d+\.\d+ \[\d+ (\S+)\] /.exec(line);
+  if (!head) return null;
+  const args: string[] = [];
+  for (const m of line.slice(head[0].length).matchAll(/"((?:[^"\\]|\\.)*)"/g)) {
+    args.push(
+      m[1]!.replace(/\\(x[0-9a-f]{2}|.)/g, (_, e: string) =>
+        e.length === 3
+          ? String.fromCharCode(Number.parseInt(e.slice(1), 16))
+          : ({ n: '\n', r: '\r', t: '\t', a: '\x07', b: '\b' }[e] ?? e),
+      ),
+    );
+  }
+  return { args, source: head[1]! };
+}
+
+/**
+ * Collects the commands the server runs while `action` runs; ordering is fenced by a marker PING.
+ * MONITOR is read from a raw socket line by line: the test files run side by side, and a client
+ * library's monitor mode has to keep up with every other file's commands too.
+ */
 async function monitored(action: () => Promise<void>): Promise<Array<{ args: string[]; source: string }>> {
-  const monitor = await redis.monitor();
+  const socket = connect({ host: '127.0.0.1', port: 6379 });
   const seen: Array<{ args: string[]; source: string }> = [];
   const marker = `fence-${randomUUID()}`;
-  let open = true;
+  let started: () => void = () => undefined;
+  const monitoring = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  let fence: () => void = () => undefined;
   const fenced = new Promise<void>((resolve) => {
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (!open) return;
-      if (args[0]?.toLowerCase() === 'ping' && args[1] === marker) {
-        open = false;
-        resolve();
-      } else {
-        seen.push({ args, source });
-      }
-    });
+    fence = resolve;
+  });
+  let open = true;
+  createInterface({ input: socket, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+    if (line === '+OK') return started();
+    if (!open) return;
+    const command = monitorLine(line);
+    if (!command) return;
+    if (command.args[0]?.toLowerCase() === 'ping' && command.args[1] === marker) {
+      open = false;
+      fence();
+    } else {
+      seen.push(command);
+    }
   });
   try {
+    socket.write('MONITOR\r\n');
+    await monitoring;
     await action();
     await redis.ping(marker);
     await fenced;
   } finally {
-    monitor.disconnect();
+    socket.destroy();
   }
   return seen;
 }
@@ -229,27 +268,53 @@ describe('sliding-window limiter', () => {
     ]);
   });
 
-  it('sends exactly one Redis command per check, 5 dimensions × 2 windows with an event', async () => {
-    const connection = redis.duplicate();
-    const own = createSlidingWindowLimiter(connection);
-    const dimensions = ['key', 'user', 'device', 'ip', 'asn'];
-    const limits = dimensions.flatMap((d): LimitSpec[] => [
-      perMinute(`${d}:minute`, 50),
-      { name: `${d}:day`, key: key(`${d}:day`), limit: 1_000, windowMs: 24 * 60 * MINUTE, buckets: 96 },
-    ]);
-    const event = { stream: key('usage'), maxLen: 100, fields: { k: 'v' }, when: 'always' } as const;
-    try {
-      const source = await addressOf(connection);
-      const commands = await monitored(async () => {
-        for (let i = 0; i < 10; i++) await own.check({ ...enforce(i * 1_000, limits), event });
+  it.each(['ioredis', 'the enforcement client'] as const)(
+    'sends exactly one Redis command per check, 5 dimensions × 2 windows with an event (%s)',
+    async (client) => {
+      const connection =
+        client === 'ioredis'
+          ? redis.duplicate()
+          : new RespClient({
+              url: 'redis://127.0.0.1:6379',
+              connectTimeoutMs: 1_000,
+              commandTimeoutMs: 1_000,
+            });
+      if (connection instanceof RespClient) await connection.connect();
+      const own = createSlidingWindowLimiter(connection);
+      const dimensions = ['key', 'user', 'device', 'ip', 'asn'];
+      // As enforcement keeps them: both windows of a dimension in one hash.
+      const limits = dimensions.flatMap((d): LimitSpec[] => {
+        const hash = key(d);
+        return [
+          { ...perMinute(`${d}:minute`, 50), key: hash, slot: 'm' },
+          { name: `${d}:day`, key: hash, slot: 'd', limit: 1_000, windowMs: 24 * 60 * MINUTE, buckets: 96 },
+        ];
       });
-      const sent = commands.filter((c) => c.source === source).map((c) => c.args[0]?.toLowerCase());
-      // The first check carries the source (EVAL caches it); the rest send only its SHA.
-      expect(sent).toEqual(['eval', ...Array<string>(9).fill('evalsha')]);
-    } finally {
-      connection.disconnect();
-    }
-  });
+      const event = { stream: key('usage'), maxLen: 100, fields: { k: 'v' }, when: 'always' } as const;
+      try {
+        const source =
+          connection instanceof RespClient
+            ? /(?:^|\s)addr=(\S+)/.exec(String(await connection.call(['CLIENT', 'INFO'])))?.[1]
+            : await addressOf(connection);
+        const commands = await monitored(async () => {
+          for (let i = 0; i < 10; i++) await own.check({ ...enforce(i * 1_000, limits), event });
+        });
+        const sent = commands.filter((c) => c.source === source).map((c) => c.args[0]?.toLowerCase());
+        // The first check carries the source (EVAL caches it); the rest send only its SHA.
+        expect(sent).toEqual(['eval', ...Array<string>(9).fill('evalsha')]);
+        // Inside the script: one read and one write per dimension, and the event.
+        const inside = commands.filter((c) => c.source === 'lua' && c.args.some((a) => a.startsWith(PREFIX)));
+        const perCheck = inside.slice(-11).map((c) => c.args[0]?.toLowerCase());
+        expect(perCheck).toEqual([
+          ...Array<string>(5).fill('hmget'),
+          ...Array<string>(5).fill('hset'),
+          'xadd',
+        ]);
+      } finally {
+        connection.disconnect();
+      }
+    },
+  );
 
   it('falls back to the script source once when the server has lost it (NOSCRIPT)', async () => {
     const connection = redis.duplicate();

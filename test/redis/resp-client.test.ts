@@ -68,6 +68,9 @@ describe('RESP encoding and parsing', () => {
 
   it('refuses a byte stream that is not RESP', () => {
     expect(() => parseReply(Buffer.from('HTTP/1.1 400\r\n'), 0)).toThrow(/unexpected byte/);
+    for (const bad of [':12a\r\n', ':\r\n', '*-\r\n', '$3\rx\r\nabc\r\n', ':1\r\r']) {
+      expect(() => parseReply(Buffer.from(bad), 0), bad).toThrow(/malformed integer/);
+    }
   });
 });
 
