@@ -1,6 +1,6 @@
 // Enforcement benchmark: `tsx bench/enforce.ts [--duration 10] [--connections 32] [--rounds 3] [--json]`
 // (also --warmup <s>, --accounts <n>, --decisions <n>, --rlf-autopipelining, --profile,
-// --profile-dir <dir>).
+// --profile-dir <dir>, --node-flags="<flags for the Gatehouse process>").
 //
 // POST /v1/enforce on a tier that charges every request in five dimensions (key, user, device, ip,
 // asn) over two windows each (1 minute, 24 hours) and appends a usage event, over 1000 accounts with
@@ -89,6 +89,7 @@ const { values: argv } = parseArgs({
     'rlf-autopipelining': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
+    'node-flags': { type: 'string', default: '' },
   },
   strict: true,
 });
@@ -112,6 +113,8 @@ const opts = {
   rlfAutopipelining: argv['rlf-autopipelining'],
   profile: argv.profile || argv['profile-dir'] !== undefined,
   profileDir: argv['profile-dir'],
+  /** V8/Node flags for the Gatehouse process only, e.g. "--max-semi-space-size=32". */
+  nodeFlags: (argv['node-flags'] ?? '').split(/\s+/).filter((f) => f !== ''),
 };
 
 const log = (msg: string) => process.stderr.write(`[bench:enforce] ${msg}\n`);
@@ -194,18 +197,21 @@ function gatehouseEnv(): NodeJS.ProcessEnv {
 const READY = /ready at (http:\/\/\S+)/;
 
 function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
-  // Profiled: node itself with tsx as a loader, so the one process that serves writes the profile
-  // when it exits (src/main.ts drains and exits on SIGTERM).
-  return cpuProfileDir
-    ? startChild(
-        name,
-        process.execPath,
-        ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`, '--import', 'tsx', 'src/main.ts', 'api'],
-        // A drain that overstays ends in process.exit, which still writes the profile; a SIGKILL
-        // from stop() would not.
-        { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000' }, readyPattern: READY },
-      )
-    : startChild(name, TSX, ['src/main.ts', 'api'], { cwd: ROOT, env: gatehouseEnv(), readyPattern: READY });
+  // Profiled, or with flags of its own: node itself with tsx as a loader, so the one process that
+  // serves gets the flags and writes the profile when it exits (src/main.ts drains and exits on
+  // SIGTERM).
+  if (cpuProfileDir || opts.nodeFlags.length > 0) {
+    const profile = cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`] : [];
+    return startChild(
+      name,
+      process.execPath,
+      [...opts.nodeFlags, ...profile, '--import', 'tsx', 'src/main.ts', 'api'],
+      // A drain that overstays ends in process.exit, which still writes the profile; a SIGKILL
+      // from stop() would not.
+      { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000' }, readyPattern: READY },
+    );
+  }
+  return startChild(name, TSX, ['src/main.ts', 'api'], { cwd: ROOT, env: gatehouseEnv(), readyPattern: READY });
 }
 
 function startBaseline(kind: 'bare' | 'express'): ManagedChild {
