@@ -12,12 +12,16 @@ import type { EnforceOutcome, EnforceService } from './service.ts';
 // The enforcement routes are served by node:http directly, in front of Express.
 //
 // Why: a gateway asks on every API call, so this is the one route whose cost multiplies. Measured
-// on this class of machine, Express 5 spends ~300 µs of CPU per request on routing, its request and
-// response wrappers and middleware, against ~60 µs for node:http doing the same JSON work, while
-// the five-dimension Lua decision itself adds ~60 µs. Serving these two paths here removes the
-// largest cost without giving up anything the rest of the API needs: they share the token check,
-// the problem+json format, request ids, metrics and logging with the Express routes, and every
-// other path falls through to Express unchanged. `npm run bench:enforce` measures the difference.
+// with `npm run bench:enforce` on a 2-core machine, an Express 5 route doing one
+// rate-limiter-flexible consume() costs ~330 µs of server CPU per request, bare node:http parsing
+// the same JSON body ~50 µs: Express's routing, request and response wrappers and middleware are
+// most of the difference. A Gatehouse decision served here costs ~290-320 µs of server CPU, and that
+// is the decision's own work (gateway token, key lookup, validation, ASN, rules, ten windows, the
+// usage event, the RateLimit fields); under Express, Express's share would come on top. Serving
+// these two paths here gives up nothing the rest of the API needs: they share the token check, the
+// problem+json format, request ids, metrics and logging with the Express routes, and every other
+// path falls through to Express unchanged. The decision's Redis call goes through a small
+// pipelined client of its own for the same reason (src/redis/resp-client.ts).
 
 export const ENFORCE_PATH = '/v1/enforce';
 export const FORWARD_AUTH_PATH = '/v1/enforce/forward-auth';

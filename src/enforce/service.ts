@@ -1,9 +1,8 @@
-import type { Redis } from 'ioredis';
 import type { SlidingWindowLimiter } from '../limits/limiter.ts';
 import type { Logger } from '../logger.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { RedisKeys } from '../redis/keys.ts';
-import { RespClient } from '../redis/resp-client.ts';
+import type { RespClient } from '../redis/resp-client.ts';
 import type { AsnDatabase } from '../signals/asn.ts';
 import type { HostingClassifier } from '../signals/hosting.ts';
 import { parseIp } from '../signals/ip.ts';
@@ -37,7 +36,7 @@ export interface EnforceDeps {
   };
   limiter: SlidingWindowLimiter;
   /** The connection the limiter uses, for the no-limits path's plain append. */
-  redis: Redis | RespClient;
+  redis: RespClient;
   keys: RedisKeys;
   asn: AsnDatabase;
   hosting: HostingClassifier;
@@ -171,10 +170,10 @@ export function createEnforceService(deps: EnforceDeps): EnforceService {
         if (specs.length === 0) {
           // A tier without limits: nothing to count, but the event still feeds detection.
           if (cost > 0) {
-            const xadd = ['MAXLEN', '~', String(STREAM_MAX_LEN), '*', ...flattenFields(fields)];
-            if (deps.redis instanceof RespClient)
-              await deps.redis.call(['XADD', deps.keys.usageStream(), ...xadd]);
-            else await deps.redis.xadd(deps.keys.usageStream(), ...xadd);
+            await deps.redis.callParts([
+              ['XADD', deps.keys.usageStream(), 'MAXLEN', '~', String(STREAM_MAX_LEN), '*'],
+              flattenFields(fields),
+            ]);
           }
           const decision = decideEnforcement(
             specs,

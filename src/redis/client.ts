@@ -5,25 +5,17 @@ export interface RedisClientOptions {
   connectTimeoutMs: number;
   /** Workers (BullMQ) block on commands and must never give up on a request. */
   forWorkers?: boolean;
-  /** Per-command timeout for hot paths: a slow Redis must not hang a decision. */
-  commandTimeoutMs?: number;
-  /** Fail commands at once while disconnected instead of queueing them (hot paths). */
-  failFast?: boolean;
 }
 
 export function createRedis(opts: RedisClientOptions): Redis {
   const options: RedisOptions = {
     lazyConnect: true,
     connectTimeout: opts.connectTimeoutMs,
-    maxRetriesPerRequest: opts.forWorkers ? null : opts.failFast ? 0 : 2,
+    maxRetriesPerRequest: opts.forWorkers ? null : 2,
     enableAutoPipelining: !opts.forWorkers,
     // Reconnect with a capped back-off; a dropped connection must heal without a restart.
     retryStrategy: (times) => Math.min(times * 100, 2_000),
   };
-  if (opts.commandTimeoutMs !== undefined) options.commandTimeout = opts.commandTimeoutMs;
-  // The offline queue would hold commands until a reconnect; a hot path wants an error now. It is
-  // switched off once connected (connectRedis), so the first connect can still queue.
-  if (opts.failFast) options.enableOfflineQueue = true;
   return new Redis(opts.url, options);
 }
 
@@ -43,15 +35,6 @@ export async function connectRedis(redis: Redis, timeoutMs: number): Promise<voi
   } finally {
     clearTimeout(timer);
   }
-}
-
-/**
- * After the first connect: fail commands at once while disconnected instead of queueing them, and
- * (when given) give each command a budget.
- */
-export function failFastWhenDisconnected(redis: Redis, commandTimeoutMs?: number): void {
-  redis.options.enableOfflineQueue = false;
-  if (commandTimeoutMs !== undefined) redis.options.commandTimeout = commandTimeoutMs;
 }
 
 /**

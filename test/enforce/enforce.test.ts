@@ -28,6 +28,9 @@ enforcement:
       limits:
         user: [{ window: 24h, limit: 1000, buckets: 96 }]
         ip: [{ window: 1m, limit: 1000, buckets: 12 }]
+    open:
+      maxKeys: 1
+      limits: {}
 `);
 
 let app: TestApp;
@@ -244,6 +247,16 @@ describe('POST /v1/enforce', () => {
     expect(fields.fp).toBe('fp-stream-test');
     expect(fields.mh?.split(',')).toHaveLength(32);
     expect(JSON.stringify(entries)).not.toContain('French');
+  });
+
+  it('still appends the usage event for a tier without limits', async () => {
+    const { key, accountId } = await keyFor({ tier: 'open' });
+    const { res, d } = await enforce({ key, fingerprint: 'fp-open-tier' });
+    expect(d).toEqual({ decision: 'allow', accountId, limits: [] });
+    expect(res.headers['ratelimit-policy']).toBeUndefined();
+    const entries = await app.ctx.redis.xrevrange(app.ctx.keys.usageStream(), '+', '-', 'COUNT', 50);
+    const mine = entries.map(([, f]) => f).find((f) => f.includes(accountId));
+    expect(mine).toEqual(expect.arrayContaining(['fp', 'fp-open-tier', 'd', 'allow']));
   });
 
   it('changes tier and per-account limits without a restart', async () => {

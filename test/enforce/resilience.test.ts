@@ -5,7 +5,7 @@ import { createEnforceHandler } from '../../src/enforce/http.ts';
 import { createEnforceService, type EnforceService } from '../../src/enforce/service.ts';
 import { createSlidingWindowLimiter } from '../../src/limits/limiter.ts';
 import { parsePolicy } from '../../src/policy/policy.ts';
-import { createRedis, failFastWhenDisconnected } from '../../src/redis/client.ts';
+import { RespClient } from '../../src/redis/resp-client.ts';
 import { createHostingClassifier } from '../../src/signals/hosting.ts';
 import { createAccount, createKey } from '../support/accounts.ts';
 import { startTestApp, type TestApp, testPrefix } from '../support/harness.ts';
@@ -68,31 +68,41 @@ describe('two instances', () => {
 
 describe('when a dependency does not answer', () => {
   let blackhole: TcpServer;
+  let stalling: TcpServer;
   const sockets: Socket[] = [];
   let port = 0;
+  let stallingPort = 0;
+  const listen = async (server: TcpServer) => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as { port: number }).port;
+  };
   beforeAll(async () => {
     // Accepts connections and never says a word: a Redis that hangs.
     blackhole = createTcp((socket) => sockets.push(socket));
-    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
-    port = (blackhole.address() as { port: number }).port;
+    port = await listen(blackhole);
+    // Answers the handshake's PING, then nothing: a Redis that stops answering mid-way.
+    stalling = createTcp((socket) => {
+      sockets.push(socket);
+      socket.once('data', () => socket.write('+PONG\r\n'));
+    });
+    stallingPort = await listen(stalling);
   });
   afterAll(async () => {
     for (const s of sockets) s.destroy();
     await new Promise<void>((resolve) => blackhole.close(() => resolve()));
+    await new Promise<void>((resolve) => stalling.close(() => resolve()));
   });
 
-  async function serviceOnDeadRedis(failMode: 'open' | 'closed') {
+  async function serviceOnDeadRedis(failMode: 'open' | 'closed', redisPort = port) {
     const accountId = await createAccount(a);
     const { key } = await createKey(a, accountId, keysToken);
-    const redis = createRedis({
-      url: `redis://127.0.0.1:${port}`,
+    // The client enforcement uses in production, with its production budget.
+    const redis = new RespClient({
+      url: `redis://127.0.0.1:${redisPort}`,
       connectTimeoutMs: 200,
       commandTimeoutMs: 50,
-      failFast: true,
     });
-    redis.on('error', () => undefined);
-    void redis.connect().catch(() => undefined);
-    failFastWhenDisconnected(redis);
+    await redis.connect().catch(() => undefined);
     const policy = parsePolicy(`version: 1\nenforcement:\n  failMode: ${failMode}\n`);
     const service = createEnforceService({
       resolveKey: a.ctx.apiKeys.lookup,
@@ -126,6 +136,20 @@ describe('when a dependency does not answer', () => {
     try {
       const outcome = await service.decide({ key, ip: '73.50.2.3' });
       expect(outcome).toMatchObject({ decision: 'allow', limits: [] });
+    } finally {
+      close();
+    }
+  });
+
+  it('answers by the fail mode within the command budget when Redis stops answering', async () => {
+    const { service, key, close } = await serviceOnDeadRedis('closed', stallingPort);
+    try {
+      const started = Date.now();
+      const outcome = await service.decide({ key, ip: '73.50.2.4' });
+      expect(outcome).toMatchObject({ decision: 'deny', reason: 'limiter_unavailable' });
+      // 50 ms budget, swept every 13 ms: well under the 500 ms deadline of the HTTP layer.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(45);
+      expect(Date.now() - started).toBeLessThan(400);
     } finally {
       close();
     }
