@@ -50,6 +50,7 @@ import {
   SCRIPT_ENTRY_COMMANDS,
   serverInfo,
 } from './lib/enforce-redis.ts';
+import { measureScriptCost } from './lib/enforce-script-floor.ts';
 import {
   BENCH_TIER,
   benchPolicyYaml,
@@ -211,7 +212,11 @@ function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
       { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000' }, readyPattern: READY },
     );
   }
-  return startChild(name, TSX, ['src/main.ts', 'api'], { cwd: ROOT, env: gatehouseEnv(), readyPattern: READY });
+  return startChild(name, TSX, ['src/main.ts', 'api'], {
+    cwd: ROOT,
+    env: gatehouseEnv(),
+    readyPattern: READY,
+  });
 }
 
 function startBaseline(kind: 'bare' | 'express'): ManagedChild {
@@ -647,6 +652,8 @@ async function main(): Promise<void> {
 
   log(`Redis commands: ${opts.decisions} sequential decisions`);
   const commands = await countCommands(gatehouseUrl, bodies, keys.length);
+  log(`Redis CPU inside the script: ${opts.decisions} decisions, then as many of the floor script`);
+  const scriptCost = await measureScriptCost(redis, redisUrl, prefix, opts.decisions);
 
   // Runs with a deficit of appended events are decisions Redis never made (fail-mode answers).
   const gatehouseRuns = runs.filter((r) => isGatehouse(r.target)).concat([halfAutocannon, halfPaced]);
@@ -745,6 +752,8 @@ async function main(): Promise<void> {
         .join(', ')} (below 0.05 per decision: other clients of this Redis, left out)` +
       `\n  other clients' commands in an idle interval as long: ${commands.idleNoise}` +
       `\n  sequential: ${int(commands.decisions / commands.seconds)} decisions/s on one connection` +
+      `\n  Redis CPU per call inside the script (commandstats usec): ${f1(scriptCost.scriptUs)} µs; ` +
+      `the same commands with no logic (bench/lib/script-floor.lua): ${f1(scriptCost.floorUs)} µs` +
       (commands.failModeAnswers > 0
         ? `\n  ${commands.failModeAnswers} call(s) got the fail-mode answer (Redis slower than ENFORCE_REDIS_TIMEOUT_MS)`
         : ''),
@@ -811,6 +820,7 @@ async function main(): Promise<void> {
         ratios,
         halfLoad: { rate: halfRate, paced: runJson(halfPaced), autocannonRate: runJson(halfAutocannon) },
         redisCommands: commands,
+        scriptCost,
         goals: GOALS,
         verdict,
         runs: runs.map(runJson),

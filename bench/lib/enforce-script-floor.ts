@@ -1,0 +1,103 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import { type CheckRequest, createSlidingWindowLimiter, type LimitSpec } from '../../src/limits/limiter.ts';
+import { type CommandParts, RespClient, type RespValue } from '../../src/redis/resp-client.ts';
+import { encodeUsageEvent } from '../../src/usage/event.ts';
+
+// Redis CPU inside the limiter script per decision, against a floor: bench/lib/script-floor.lua runs
+// the same commands on the same arguments with no logic. Both are measured the same way, INFO
+// commandstats usec over many calls, with the shape of bench:enforce's decisions (5 dimensions x 2
+// windows, one hash per dimension, and the usage event).
+
+const FLOOR = readFileSync(new URL('./script-floor.lua', import.meta.url), 'utf8');
+const FLOOR_SHA = createHash('sha1').update(FLOOR).digest('hex');
+
+/** The limiter's own client, except that every script call runs the floor script instead. */
+class FloorClient extends RespClient {
+  override callParts(parts: CommandParts): Promise<RespValue> {
+    const [, ...rest] = parts;
+    return super.callParts([['EVALSHA', FLOOR_SHA], ...rest]);
+  }
+}
+
+export interface ScriptCost {
+  calls: number;
+  /** µs of Redis CPU per call of the limiter script, commands inside it included. */
+  scriptUs: number;
+  /** The same for the floor script. */
+  floorUs: number;
+}
+
+function evalshaUsec(info: string): { calls: number; usec: number } {
+  const m = /^cmdstat_evalsha:calls=(\d+),usec=(\d+)/m.exec(info);
+  return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
+}
+
+export async function measureScriptCost(
+  redis: Redis,
+  redisUrl: string,
+  prefix: string,
+  calls: number,
+): Promise<ScriptCost> {
+  await redis.script('LOAD', FLOOR);
+  const options = { url: redisUrl, connectTimeoutMs: 2_000, commandTimeoutMs: 5_000 };
+  const real = new RespClient(options);
+  const floor = new FloorClient(options);
+  await Promise.all([real.connect(), floor.connect()]);
+  const now = Date.now();
+  const request = (i: number): CheckRequest => {
+    // Neighbouring calls share little, as in bench:enforce's request mix; every hash exists already
+    // after the warm-up pass, as in a steady state.
+    const entities = { key: i % 200, user: i % 200, device: (i * 13) % 151, ip: (i * 7) % 307, asn: i % 23 };
+    const limits = Object.entries(entities).flatMap(([d, id]): LimitSpec[] => {
+      const key = `{${prefix}:lim}:floor:${d}:${id}`;
+      return [
+        { name: `${d}:1m`, key, slot: 'm', limit: 1e9, windowMs: 60_000, buckets: 12 },
+        { name: `${d}:24h`, key, slot: 'd', limit: 1e9, windowMs: 86_400_000, buckets: 96 },
+      ];
+    });
+    const fields = encodeUsageEvent({
+      accountId: `acc_floor${i % 200}`,
+      keyId: `key_floor${i % 200}`,
+      at: now + i,
+      ip: `203.0.113.${i % 250}`,
+      asn: 64_500,
+      fingerprint: `fp_${i % 701}`,
+      tlsFingerprint: null,
+      userAgent: 'python-requests/2.32.3',
+      endpoint: '/v1/chat/completions',
+      cost: 1,
+      decision: 'allow',
+      reason: null,
+      minhash: [],
+      sampled: true,
+    });
+    const event = { stream: `{${prefix}:lim}:floor:usage`, maxLen: 100_000, fields, when: 'always' as const };
+    return { now: now + i, mode: 'enforce', cost: 1, limits, event };
+  };
+  const perCall = async (client: RespClient) => {
+    const limiter = createSlidingWindowLimiter(client);
+    const pass = async (from: number, count: number) => {
+      for (let i = 0; i < count; i += 32) {
+        await Promise.all(
+          Array.from({ length: Math.min(32, count - i) }, (_, j) => limiter.check(request(from + i + j))),
+        );
+      }
+    };
+    // The first call loads the script (EVAL); the warm-up pass creates every hash.
+    await pass(0, 1_000);
+    const before = evalshaUsec(await redis.info('commandstats'));
+    await pass(1_000, calls);
+    const after = evalshaUsec(await redis.info('commandstats'));
+    return (after.usec - before.usec) / Math.max(1, after.calls - before.calls);
+  };
+  try {
+    const scriptUs = await perCall(real);
+    const floorUs = await perCall(floor);
+    return { calls, scriptUs, floorUs };
+  } finally {
+    real.disconnect();
+    floor.disconnect();
+  }
+}

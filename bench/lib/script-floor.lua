@@ -1,0 +1,34 @@
+--[[
+  The floor under src/limits/lua/sliding-window.lua, for bench:enforce: the same arguments, the
+  same commands (one HMGET and one HSET per hash, the XADD) and a reply of the same shape, and
+  nothing else: no window arithmetic, no expiry, no decision. What this costs per call is what the
+  Redis commands of a decision cost before any logic; the real script cannot get below it.
+]]
+local rcall = redis.call
+local n = tonumber(ARGV[1])
+local h = tonumber(ARGV[7])
+local pos = 8
+for g = 1, h do
+  local m = tonumber(ARGV[pos])
+  local names = pos + 1
+  local params = names + 3 * m
+  rcall('HMGET', KEYS[g], unpack(ARGV, names, params - 1))
+  local writes = {}
+  for i = 1, m do
+    local a = names + 3 * (i - 1)
+    writes[#writes + 1] = ARGV[a + 2]
+    writes[#writes + 1] = 1
+    writes[#writes + 1] = ARGV[a + 1]
+    writes[#writes + 1] = 1
+  end
+  rcall('HSET', KEYS[g], unpack(writes))
+  pos = params + 5 * m
+end
+rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', 'ok', '1', unpack(ARGV, pos))
+local reply = { 1 }
+for k = 1, n do
+  reply[3 * k - 1] = 0
+  reply[3 * k] = 0
+  reply[3 * k + 1] = 0
+end
+return reply
