@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createSlidingWindowLimiter } from '../../src/limits/limiter.ts';
 import { deleteMatching } from '../../src/redis/client.ts';
 import {
   encodeCommand,
@@ -150,6 +151,37 @@ async function fakeRedis(answer: (args: string[], socket: Socket) => string | nu
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('when Redis is slow, silent or odd', () => {
+  it('lets the limiter resend its script after the server lost it (NOSCRIPT), once', async () => {
+    let scriptLoaded = false;
+    const fake = await fakeRedis((args) => {
+      if (args[0] === 'PING') return '+PONG\r\n';
+      if (args[0] === 'EVAL') scriptLoaded = true;
+      if (args[0] === 'EVALSHA' && !scriptLoaded) return '-NOSCRIPT No matching script. Please use EVAL.\r\n';
+      // One window: admitted; used 1, remaining 4, reset 1000 ms.
+      return '*4\r\n:1\r\n:1\r\n:4\r\n:1000\r\n';
+    });
+    try {
+      const c = client({ url: fake.url });
+      await c.connect();
+      const limiter = createSlidingWindowLimiter(c);
+      const check = () =>
+        limiter.check({
+          now: 0,
+          mode: 'enforce',
+          cost: 1,
+          limits: [{ name: 'key', key: 'k', limit: 5, windowMs: 60_000, buckets: 10 }],
+        });
+      expect(await check()).toMatchObject({ admitted: true, limits: [{ used: 1, remaining: 4 }] });
+      // A restarted server: the script cache is empty again.
+      scriptLoaded = false;
+      expect(await check()).toMatchObject({ admitted: true });
+      expect(await check()).toMatchObject({ admitted: true });
+      expect(fake.seen.map((a) => a[0])).toEqual(['PING', 'EVAL', 'EVALSHA', 'EVAL', 'EVALSHA']);
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('authenticates and selects the database before anything else', async () => {
     const fake = await fakeRedis((args) => (args[0] === 'PING' ? '+PONG\r\n' : '+OK\r\n'));
     try {
