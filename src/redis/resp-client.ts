@@ -1,5 +1,5 @@
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 
 // A small pipelined Redis client for the enforcement decision, the one call Gatehouse makes on
 // every API request of every customer.
@@ -36,6 +36,8 @@ export interface RespClientOptions {
   /** Drop the connection when a reply is this late (default max(1 s, 20 × commandTimeoutMs)). */
   staleMs?: number;
   maxPending?: number;
+  /** Extra TLS settings for rediss:// (a private CA, say); certificates are always verified. */
+  tls?: Pick<ConnectionOptions, 'ca' | 'cert' | 'key' | 'servername'>;
   /** Connection errors (refused, reset, timed out): for logging; the client reconnects itself. */
   onError?: (err: Error) => void;
 }
@@ -288,7 +290,10 @@ export class RespClient {
     const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
     const options = { host, port: Number(port || 6379) };
     const socket =
-      protocol === 'rediss:' ? tlsConnect({ ...options, servername: host }) : netConnect(options);
+      protocol === 'rediss:'
+        ? // SNI carries host names only; for an address the certificate is checked against the IP.
+          tlsConnect({ ...(isIP(host) === 0 ? { servername: host } : {}), ...this.options.tls, ...options })
+        : netConnect(options);
     this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);

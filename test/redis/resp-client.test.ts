@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer as createTlsServer } from 'node:tls';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createSlidingWindowLimiter } from '../../src/limits/limiter.ts';
@@ -105,6 +110,38 @@ describe('against Redis', () => {
     await other.connect();
     expect(await other.call(['EXISTS', `${PREFIX}db3`])).toBe(0);
     expect(await c.call(['DEL', `${PREFIX}db3`])).toBe(1);
+  });
+
+  it('speaks TLS for rediss:// URLs, and verifies the certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gatehouse-resp-tls-'));
+    try {
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost']
+          .concat(['-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem')])
+          .concat(['-out', join(dir, 'cert.pem')]),
+        { stdio: 'ignore' },
+      );
+      const cert = readFileSync(join(dir, 'cert.pem'));
+      const server = createTlsServer({ key: readFileSync(join(dir, 'key.pem')), cert }, (socket) => {
+        socket.on('data', () => socket.write('+PONG\r\n'));
+        socket.on('error', () => undefined);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `rediss://127.0.0.1:${(server.address() as { port: number }).port}`;
+      try {
+        const trusted = client({ url, tls: { ca: cert } });
+        await trusted.connect();
+        expect(await trusted.call(['PING'])).toBe('PONG');
+        // A certificate nobody vouched for: no connection.
+        await expect(client({ url }).connect()).rejects.toThrow(/could not connect.*self-signed/);
+      } finally {
+        for (const c of clients.splice(0)) c.disconnect();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects the first connect to a closed port at once', async () => {
