@@ -56,7 +56,7 @@ export async function claimRun(db: Db, runId: string, latest: () => Promise<Date
       where: { id: runId },
       select: { status: true, asOf: true },
     });
-    if (!run || run.status !== 'queued') return { outcome: 'gone' } as const;
+    if (run?.status !== 'queued') return { outcome: 'gone' } as const;
     const running = await tx.analysisRun.findFirst({
       where: { status: 'running' },
       select: { id: true },

@@ -6,7 +6,6 @@ import {
   lshBands,
   RISK_WEIGHTS,
   riskParts,
-  USAGE_SIGNAL_CAP,
   USAGE_SIGNAL_CAPS,
   type UsageEventInput,
   type UsageHourInput,
