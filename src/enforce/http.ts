@@ -127,18 +127,17 @@ function writeProblem(res: ServerResponse, problem: ProblemError, requestId: str
   res.end(body);
 }
 
+/** `headers` is the outcome's own object (made per decision): it is completed in place. */
 function writeJson(
   res: ServerResponse,
   status: number,
   payload: unknown,
-  headers: Record<string, string>,
+  headers: Record<string, string | number>,
 ): void {
   const body = JSON.stringify(payload);
-  res.writeHead(status, {
-    ...headers,
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-  });
+  headers['Content-Type'] = 'application/json; charset=utf-8';
+  headers['Content-Length'] = Buffer.byteLength(body);
+  res.writeHead(status, headers);
   res.end(body);
 }
 
@@ -186,7 +185,9 @@ function readBody(req: IncomingMessage): Promise<string> {
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () =>
+      resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')),
+    );
     req.on('error', () =>
       reject(new ProblemError('validation_failed', { detail: 'The request body could not be read' })),
     );

@@ -127,10 +127,10 @@ export function createEnforceService(deps: EnforceDeps): EnforceService {
       const ip = parseIp(input.ip);
       const asnRecord = ip ? deps.asn.lookupParsed(ip) : null;
       const asn = asnRecord?.asn ?? null;
-      const matched = await deps.rules.match({
-        ...(ip ? { ip: ip.address } : {}),
-        ...(asn !== null ? { asn } : {}),
-      });
+      const subject: { ip?: string; asn?: number } = {};
+      if (ip) subject.ip = ip.address;
+      if (asn !== null) subject.asn = asn;
+      const matched = await deps.rules.match(subject);
       if (matched.some((r) => r.mode === 'block' && (r.kind === 'cidr' || r.kind === 'asn'))) {
         return deny('blocked_ip', { accountId });
       }

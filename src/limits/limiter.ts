@@ -120,6 +120,30 @@ interface Encoded {
   order: number[];
 }
 
+// Limits, window lengths and bucket counts repeat from call to call, and so does each window's
+// current bucket for as long as it lasts: their decimal strings are kept rather than made anew.
+const integerTexts = new Map<number, string>();
+function integerText(n: number): string {
+  let text = integerTexts.get(n);
+  if (text === undefined) {
+    text = String(n);
+    if (integerTexts.size >= 4_096) integerTexts.clear();
+    integerTexts.set(n, text);
+  }
+  return text;
+}
+
+const currentBuckets = new Map<number, { index: number; text: string }>();
+function currentBucketText(now: number, width: number): string {
+  const index = bucketIndex(now, width);
+  const last = currentBuckets.get(width);
+  if (last?.index === index) return last.text;
+  const text = String(index);
+  if (currentBuckets.size >= 1_024) currentBuckets.clear();
+  currentBuckets.set(width, { index, text });
+  return text;
+}
+
 function encode(request: CheckRequest): Encoded {
   const { now, mode, cost, limits, event } = request;
   if (!Number.isSafeInteger(now)) throw new RangeError('now must be an integer number of ms');
@@ -127,17 +151,22 @@ function encode(request: CheckRequest): Encoded {
   if (problem) throw new RangeError(problem);
   if (limits.length === 0) throw new RangeError('at least one limit is required');
   // The script takes windows grouped by hash, hashes in order of first appearance.
-  const groups = new Map<string, { slots: string[]; members: number[] }>();
-  limits.forEach((spec, j) => {
+  const keys: string[] = [];
+  const groups: Array<{ slots: string[]; members: number[] }> = [];
+  for (let j = 0; j < limits.length; j++) {
+    const spec = limits[j]!;
     const specError = specProblem(spec);
     if (specError) throw new RangeError(`limit ${spec.name}: ${specError}`);
     const slot = spec.slot ?? '';
     if (!SLOT.test(slot)) throw new RangeError(`limit ${spec.name}: slot must be up to 16 letters or digits`);
-    let group = groups.get(spec.key);
-    if (!group) {
-      group = { slots: [], members: [] };
-      groups.set(spec.key, group);
+    // A handful of hashes: a scan beats a Map here.
+    let g = keys.length - 1;
+    if (g < 0 || keys[g] !== spec.key) g = keys.indexOf(spec.key);
+    if (g === -1) {
+      g = keys.push(spec.key) - 1;
+      groups.push({ slots: [], members: [] });
     }
+    const group = groups[g]!;
     // Two windows in one place would read the same counts twice and double-charge them; the bare
     // names would collide with any slot's bucket fields only through a caller's mistake, so a hash
     // holds either one window with the empty slot or windows that all have slots.
@@ -146,42 +175,52 @@ function encode(request: CheckRequest): Encoded {
     }
     group.slots.push(slot);
     group.members.push(j);
-  });
-  const keys = [...groups.keys()];
+  }
   const args = [
-    String(limits.length),
+    integerText(limits.length),
     String(now),
-    String(cost),
+    integerText(cost),
     mode,
     event?.when ?? '',
     '',
-    String(keys.length),
+    integerText(keys.length),
   ];
   const order = new Array<number>(limits.length);
+  const currents = new Array<string>(limits.length);
   let k = 0;
-  for (const { slots, members } of groups.values()) {
+  for (const { slots, members } of groups) {
     // The script builds no strings on its common path: names and bucket indexes come from here.
-    const params: string[] = [];
-    args.push(String(members.length));
-    members.forEach((j, i) => {
+    args.push(integerText(members.length));
+    for (let i = 0; i < members.length; i++) {
+      const j = members[i]!;
       const spec = limits[j]!;
       const names = slotNames(slots[i]!);
-      const current = String(bucketIndex(now, spec.windowMs / spec.buckets));
+      const current = currentBucketText(now, spec.windowMs / spec.buckets);
+      currents[j] = current;
       args.push(names.o, names.t, names.bucket(current));
-      params.push(String(spec.limit), String(spec.windowMs), String(spec.buckets), current, names.p);
       order[j] = k++;
-    });
-    for (const param of params) args.push(param);
+    }
+    for (let i = 0; i < members.length; i++) {
+      const j = members[i]!;
+      const spec = limits[j]!;
+      args.push(
+        integerText(spec.limit),
+        integerText(spec.windowMs),
+        integerText(spec.buckets),
+        currents[j]!,
+        slotNames(slots[i]!).p,
+      );
+    }
   }
   if (event) {
     if (!Number.isSafeInteger(event.maxLen) || event.maxLen < 1) {
       throw new RangeError('event.maxLen must be a positive integer');
     }
-    const entries = Object.entries(event.fields);
-    if (entries.length === 0) throw new RangeError('event.fields must not be empty');
+    const before = args.length;
+    for (const field in event.fields) args.push(field, event.fields[field]!);
+    if (args.length === before) throw new RangeError('event.fields must not be empty');
     keys.push(event.stream);
-    args[5] = String(event.maxLen);
-    for (const [field, value] of entries) args.push(field, value);
+    args[5] = integerText(event.maxLen);
   }
   return { keys, args, order };
 }
