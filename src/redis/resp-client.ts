@@ -8,9 +8,8 @@ import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 // the process's CPU on its own bookkeeping for the one EVALSHA a decision sends (a Command object
 // with per-argument conversion, a flatten of ~130 arguments, a promise chain per command, a
 // per-command write). This client does the least that one hot, well-understood command needs:
-// it encodes a command into one string, queues the strings written in one turn of the event loop
-// and sends them in one write, and matches replies to callers in order (RESP2, as Redis answers
-// without HELLO). Everything else Gatehouse does with Redis (queues, pub/sub, signup, keys) stays
+// it queues the commands asked for in one turn of the event loop, sends them as one string in one
+// write, and matches replies to callers in order (RESP2, as Redis answers without HELLO). Everything else Gatehouse does with Redis (queues, pub/sub, signup, keys) stays
 // on ioredis.
 //
 // What it guarantees, since a gateway must never hang on Gatehouse:
