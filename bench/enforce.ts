@@ -11,8 +11,10 @@
 // Every server and the load generator run as separate processes; targets take turns within each
 // round so that machine noise hits all of them alike, and each run reports the CPU time per request
 // of the server and of Redis, which other load on the machine moves far less than req/s. Then:
-// Gatehouse's latency at half its saturation rate, Redis commands per decision (INFO commandstats),
-// and with --profile a CPU profile of Gatehouse at saturation (its measured window only).
+// Gatehouse's latency at half its saturation rate (and the bare endpoint's at half of its own, the
+// tail this machine gives a server that does almost nothing), Redis commands per decision and Redis
+// CPU inside the script against a floor (INFO commandstats), and with --profile a CPU profile of
+// Gatehouse at saturation (its measured window only).
 //
 // Everything it creates is removed at the end, on failure and on Ctrl-C too: a database
 // gatehouse_bench_<random>, Redis keys under a random prefix, a temporary directory.
@@ -649,6 +651,10 @@ async function main(): Promise<void> {
   log(`half load: ${halfRate} req/s, paced open loop`);
   await callEveryKey(gatehouseUrl, bodies, keys.length);
   const halfPaced = await runLoad(CACHED, gatehouse, gatehouseUrl, 'paced', 0, halfRate);
+  // The same for the bare endpoint: the tail this machine gives a server that does almost nothing.
+  const bareHalfRate = Math.max(1, Math.round(summary.bare.rps / 2));
+  log(`half load, bare: ${bareHalfRate} req/s, paced open loop`);
+  const bareHalfPaced = await runLoad('bare', bare, bareUrl, 'paced', 0, bareHalfRate);
 
   log(`Redis commands: ${opts.decisions} sequential decisions`);
   const commands = await countCommands(gatehouseUrl, bodies, keys.length);
@@ -724,8 +730,8 @@ async function main(): Promise<void> {
       `Node ${process.version}, Redis ${rinfo.version}, ${availableParallelism()} cores`,
   );
   console.table(rowsOut);
-  const halfRow = (r: Run) => ({
-    'offered req/s': int(halfRate),
+  const halfRow = (r: Run, rate = halfRate) => ({
+    'offered req/s': int(rate),
     'achieved req/s': int(r.result.rps),
     'p50 ms': f2(r.result.latency.p50),
     'p99 ms': f2(r.result.latency.p99),
@@ -734,10 +740,11 @@ async function main(): Promise<void> {
     'server CPU %': r.cpu ? f1(r.cpu.serverPct) : '-',
     'other CPU %': r.cpu ? f1(r.cpu.otherPct) : '-',
   });
-  console.log('\nGatehouse (keys cached) at half its saturation rate');
+  console.log('\nGatehouse (keys cached) at half its saturation rate; bare at half of its own');
   console.table({
     'paced (open loop)': halfRow(halfPaced),
     'autocannon -R (bursty)': halfRow(halfAutocannon),
+    'bare, paced (open loop)': halfRow(bareHalfPaced, bareHalfRate),
   });
   console.log(
     `\nRedis commands per decision (${commands.decisions} sequential calls, INFO commandstats):` +
@@ -775,6 +782,7 @@ async function main(): Promise<void> {
       targetLines('gatehouse', ratios.gatehouse, verdict.vsExpress, verdict.vsBare) +
       targetLines(CACHED, ratios[CACHED], verdict.cachedVsExpress, verdict.cachedVsBare) +
       `\n  p99 at half saturation (keys cached) = ${f2(halfPaced.result.latency.p99)} ms paced (goal < ${GOALS.p99HalfLoadMs} ms)  ${pass(verdict.p99HalfLoad)}` +
+      `\n              bare at half of its own saturation: p99 ${f2(bareHalfPaced.result.latency.p99)} ms paced` +
       (missingEvents.length > 0
         ? `\n  WARNING: ${missingEvents.length} Gatehouse run(s) appended fewer events than they got answers: some decisions did not reach Redis`
         : '\n  every Gatehouse run appended one usage event per answered call'),
@@ -819,6 +827,7 @@ async function main(): Promise<void> {
         summary,
         ratios,
         halfLoad: { rate: halfRate, paced: runJson(halfPaced), autocannonRate: runJson(halfAutocannon) },
+        bareHalfLoad: { rate: bareHalfRate, paced: runJson(bareHalfPaced) },
         redisCommands: commands,
         scriptCost,
         goals: GOALS,
