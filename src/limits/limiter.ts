@@ -186,31 +186,28 @@ function encode(request: CheckRequest): Encoded {
     integerText(keys.length),
   ];
   const order = new Array<number>(limits.length);
-  const currents = new Array<string>(limits.length);
   let k = 0;
   for (const { slots, members } of groups) {
     // The script builds no strings on its common path: names and bucket indexes come from here.
+    // Per hash: its window count, every window's three field names, then every window's parameters.
+    const params: string[] = [];
     args.push(integerText(members.length));
     for (let i = 0; i < members.length; i++) {
       const j = members[i]!;
       const spec = limits[j]!;
       const names = slotNames(slots[i]!);
       const current = currentBucketText(now, spec.windowMs / spec.buckets);
-      currents[j] = current;
       args.push(names.o, names.t, names.bucket(current));
-      order[j] = k++;
-    }
-    for (let i = 0; i < members.length; i++) {
-      const j = members[i]!;
-      const spec = limits[j]!;
-      args.push(
+      params.push(
         integerText(spec.limit),
         integerText(spec.windowMs),
         integerText(spec.buckets),
-        currents[j]!,
-        slotNames(slots[i]!).p,
+        current,
+        names.p,
       );
+      order[j] = k++;
     }
+    for (const param of params) args.push(param);
   }
   if (event) {
     if (!Number.isSafeInteger(event.maxLen) || event.maxLen < 1) {

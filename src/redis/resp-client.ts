@@ -45,7 +45,7 @@ interface Pending {
   resolve: (value: RespValue) => void;
   reject: (err: Error) => void;
   deadline: number;
-  /** Settled by a timeout or an internal command: its reply, when it comes, is dropped. */
+  /** Already failed (timed out): its reply, when it comes, is dropped. */
   settled: boolean;
 }
 
@@ -334,7 +334,7 @@ export class RespClient {
   }
 
   private onData(chunk: Buffer): void {
-    let buf = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
+    const buf = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
     let at = 0;
     try {
       for (;;) {
@@ -348,8 +348,7 @@ export class RespClient {
       this.socket?.destroy(err as Error);
       return;
     }
-    buf = at === buf.length ? Buffer.alloc(0) : buf.subarray(at);
-    this.buffered = buf.length > 0 ? buf : null;
+    this.buffered = at < buf.length ? buf.subarray(at) : null;
   }
 
   private deliver(value: RespValue): void {
