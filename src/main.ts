@@ -26,6 +26,10 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`);
     throw err;
   }
+  if (mode === 'all' || mode === 'api') {
+    const { tuneGcForServing } = await import('./gc.ts');
+    tuneGcForServing();
+  }
   // The stores are checked before the rest of Gatehouse is loaded: a missing one is reported in one
   // line within seconds, not after every module has been compiled and imported.
   const { createLogger } = await import('./logger.ts');
