@@ -144,80 +144,95 @@ function currentBucketText(now: number, width: number): string {
   return text;
 }
 
+// Each window's current bucket, between encode's two passes over the windows (encode runs start
+// to end without yielding, so one array serves every call).
+const currents: string[] = [];
+
 function encode(request: CheckRequest): Encoded {
   const { now, mode, cost, limits, event } = request;
   if (!Number.isSafeInteger(now)) throw new RangeError('now must be an integer number of ms');
   const problem = costProblem(cost);
   if (problem) throw new RangeError(problem);
-  if (limits.length === 0) throw new RangeError('at least one limit is required');
-  // The script takes windows grouped by hash, hashes in order of first appearance.
+  const n = limits.length;
+  if (n === 0) throw new RangeError('at least one limit is required');
+  // The script takes windows grouped by hash, hashes in order of first appearance. A handful of
+  // hashes and windows: scans beat Maps here, and every array below is made at its final size
+  // (grown by pushes, they were most of a decision's garbage).
   const keys: string[] = [];
-  const groups: Array<{ slots: string[]; members: number[] }> = [];
-  for (let j = 0; j < limits.length; j++) {
+  const hashOf = new Array<number>(n);
+  for (let j = 0; j < n; j++) {
     const spec = limits[j]!;
     const specError = specProblem(spec);
     if (specError) throw new RangeError(`limit ${spec.name}: ${specError}`);
     const slot = spec.slot ?? '';
     if (!SLOT.test(slot)) throw new RangeError(`limit ${spec.name}: slot must be up to 16 letters or digits`);
-    // A handful of hashes: a scan beats a Map here.
     let g = keys.length - 1;
     if (g < 0 || keys[g] !== spec.key) g = keys.indexOf(spec.key);
-    if (g === -1) {
-      g = keys.push(spec.key) - 1;
-      groups.push({ slots: [], members: [] });
-    }
-    const group = groups[g]!;
+    if (g === -1) g = keys.push(spec.key) - 1;
+    hashOf[j] = g;
     // Two windows in one place would read the same counts twice and double-charge them; the bare
     // names would collide with any slot's bucket fields only through a caller's mistake, so a hash
     // holds either one window with the empty slot or windows that all have slots.
-    if (group.slots.includes(slot) || (group.slots.length > 0 && (slot === '' || group.slots.includes('')))) {
-      throw new RangeError('windows sharing a key need distinct, non-empty slots');
+    for (let i = 0; i < j; i++) {
+      if (hashOf[i] !== g) continue;
+      const other = limits[i]!.slot ?? '';
+      if (other === slot || other === '' || slot === '') {
+        throw new RangeError('windows sharing a key need distinct, non-empty slots');
+      }
     }
-    group.slots.push(slot);
-    group.members.push(j);
+    currents[j] = currentBucketText(now, spec.windowMs / spec.buckets);
   }
-  const args = [
-    integerText(limits.length),
-    String(now),
-    integerText(cost),
-    mode,
-    event?.when ?? '',
-    '',
-    integerText(keys.length),
-  ];
-  const order = new Array<number>(limits.length);
-  let k = 0;
-  for (const { slots, members } of groups) {
-    // The script builds no strings on its common path: names and bucket indexes come from here.
-    // Per hash: its window count, every window's three field names, then every window's parameters.
-    const params: string[] = [];
-    args.push(integerText(members.length));
-    for (let i = 0; i < members.length; i++) {
-      const j = members[i]!;
-      const spec = limits[j]!;
-      const names = slotNames(slots[i]!);
-      const current = currentBucketText(now, spec.windowMs / spec.buckets);
-      args.push(names.o, names.t, names.bucket(current));
-      params.push(
-        integerText(spec.limit),
-        integerText(spec.windowMs),
-        integerText(spec.buckets),
-        current,
-        names.p,
-      );
-      order[j] = k++;
-    }
-    for (const param of params) args.push(param);
-  }
+  let fieldCount = 0;
   if (event) {
     if (!Number.isSafeInteger(event.maxLen) || event.maxLen < 1) {
       throw new RangeError('event.maxLen must be a positive integer');
     }
-    const before = args.length;
-    for (const field in event.fields) args.push(field, event.fields[field]!);
-    if (args.length === before) throw new RangeError('event.fields must not be empty');
+    for (const _ in event.fields) fieldCount++;
+    if (fieldCount === 0) throw new RangeError('event.fields must not be empty');
+  }
+  const h = keys.length;
+  const args = new Array<string>(7 + h + 8 * n + 2 * fieldCount);
+  args[0] = integerText(n);
+  args[1] = String(now);
+  args[2] = integerText(cost);
+  args[3] = mode;
+  args[4] = event?.when ?? '';
+  args[5] = event ? integerText(event.maxLen) : '';
+  args[6] = integerText(h);
+  let a = 7;
+  const order = new Array<number>(n);
+  let k = 0;
+  for (let g = 0; g < h; g++) {
+    // The script builds no strings on its common path: names and bucket indexes come from here.
+    // Per hash: its window count, every window's three field names, then every window's parameters.
+    const countAt = a++;
+    let m = 0;
+    for (let j = 0; j < n; j++) {
+      if (hashOf[j] !== g) continue;
+      const names = slotNames(limits[j]!.slot ?? '');
+      args[a++] = names.o;
+      args[a++] = names.t;
+      args[a++] = names.bucket(currents[j]!);
+      order[j] = k++;
+      m++;
+    }
+    args[countAt] = integerText(m);
+    for (let j = 0; j < n; j++) {
+      if (hashOf[j] !== g) continue;
+      const spec = limits[j]!;
+      args[a++] = integerText(spec.limit);
+      args[a++] = integerText(spec.windowMs);
+      args[a++] = integerText(spec.buckets);
+      args[a++] = currents[j]!;
+      args[a++] = slotNames(spec.slot ?? '').p;
+    }
+  }
+  if (event) {
+    for (const field in event.fields) {
+      args[a++] = field;
+      args[a++] = event.fields[field]!;
+    }
     keys.push(event.stream);
-    args[5] = integerText(event.maxLen);
   }
   return { keys, args, order };
 }

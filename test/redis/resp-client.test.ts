@@ -11,6 +11,7 @@ import { createSlidingWindowLimiter } from '../../src/limits/limiter.ts';
 import { deleteMatching } from '../../src/redis/client.ts';
 import {
   encodeCommand,
+  encodeParts,
   parseReply,
   RespClient,
   RespError,
@@ -46,6 +47,18 @@ describe('RESP encoding and parsing', () => {
     expect(encodeCommand(['SET', 'k', 'héllo'])).toBe('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\nhéllo\r\n');
     expect(encodeCommand(['PING'])).toBe('*1\r\n$4\r\nPING\r\n');
     expect(encodeCommand(['GET', ''])).toBe('*2\r\n$3\r\nGET\r\n$0\r\n\r\n');
+  });
+
+  it('encodes a command given in parts, however many arguments and however long', () => {
+    expect(encodeParts([['HSET', 'h'], [], ['f', 'v']])).toBe(encodeCommand(['HSET', 'h', 'f', 'v']));
+    // Past the made-once headers: 300 arguments, one of 2,000 bytes.
+    const many = Array.from({ length: 299 }, (_, i) => String(i));
+    const long = 'x'.repeat(2_000);
+    const encoded = encodeParts([['RPUSH'], many.slice(1), [long]]);
+    expect(encoded.startsWith('*300\r\n$5\r\nRPUSH\r\n$1\r\n1\r\n')).toBe(true);
+    expect(encoded.endsWith(`$2000\r\n${long}\r\n`)).toBe(true);
+    // A short command after a long one is not padded with what the long one left behind.
+    expect(encodeCommand(['PING'])).toBe('*1\r\n$4\r\nPING\r\n');
   });
 
   it('parses every RESP2 type, and nothing until a value is complete', () => {
