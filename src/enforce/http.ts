@@ -200,13 +200,22 @@ function readBody(req: IncomingMessage): Promise<string> {
  * One timer serves every request in flight rather than one timer (and a race of two promises) per
  * request: requests wait in arrival order, all with the same budget, so a sweep only looks at the
  * front of the queue. A request can be answered up to a tenth of the budget past it.
+ *
+ * The queue is an array, not a Set. Under load V8 rehashes a small, busy Set every few additions,
+ * and each replaced table keeps its entries and a link to the next table. Once one table had been
+ * promoted, every later one was allocated in the old generation: each request in flight was then
+ * referenced from old garbage, so its whole object graph outlived the next scavenge and was
+ * promoted. Measured at 4,450 decisions/s: ~500 KB survived each scavenge with the Set, ~10 KB
+ * without it. An answered request clears its entry's reference to it at once.
  */
 function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>) {
   interface Waiting {
     at: number;
-    settle: (outcome: EnforceOutcome) => void;
+    /** Null once the request has its answer. */
+    settle: ((outcome: EnforceOutcome) => void) | null;
   }
-  const waiting = new Set<Waiting>();
+  let queue: Array<Waiting | undefined> = [];
+  let head = 0;
   let timer: NodeJS.Timeout | null = null;
   const tick = Math.max(1, Math.ceil(deps.deadlineMs / 10));
   const lateOutcome = (): EnforceOutcome =>
@@ -219,41 +228,49 @@ function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>)
           limits: [],
           headers: { 'Retry-After': '1' },
         };
+  // Answered requests leave from the front; most finish in arrival order, so the queue stays short.
+  const dropAnswered = () => {
+    while (head < queue.length && queue[head]!.settle === null) queue[head++] = undefined;
+    if (head === queue.length) {
+      queue = [];
+      head = 0;
+    } else if (head > 1024 && head * 2 > queue.length) {
+      queue = queue.slice(head);
+      head = 0;
+    }
+  };
   const sweep = () => {
     timer = null;
     const t = Date.now();
-    for (const w of waiting) {
-      if (w.at > t) break;
-      waiting.delete(w);
-      w.settle(lateOutcome());
+    while (head < queue.length) {
+      const w = queue[head]!;
+      if (w.settle !== null && w.at > t) break;
+      queue[head++] = undefined;
+      w.settle?.(lateOutcome());
     }
-    if (waiting.size > 0) timer = setTimeout(sweep, tick).unref();
+    dropAnswered();
+    if (head < queue.length) timer = setTimeout(sweep, tick).unref();
   };
   return (decide: Promise<EnforceOutcome>): Promise<EnforceOutcome> =>
     new Promise((resolve, reject) => {
-      let settled = false;
-      const w: Waiting = {
-        at: Date.now() + deps.deadlineMs,
-        settle: (outcome) => {
-          if (!settled) {
-            settled = true;
-            resolve(outcome);
-          }
-        },
+      const w: Waiting = { at: Date.now() + deps.deadlineMs, settle: null };
+      w.settle = (outcome) => {
+        w.settle = null;
+        resolve(outcome);
       };
-      waiting.add(w);
+      queue.push(w);
       if (timer === null) timer = setTimeout(sweep, tick).unref();
       decide.then(
         (outcome) => {
-          waiting.delete(w);
+          if (w.settle === null) return;
           w.settle(outcome);
+          dropAnswered();
         },
         (err: unknown) => {
-          waiting.delete(w);
-          if (!settled) {
-            settled = true;
-            reject(err);
-          }
+          if (w.settle === null) return;
+          w.settle = null;
+          dropAnswered();
+          reject(err);
         },
       );
     });

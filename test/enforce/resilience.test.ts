@@ -175,6 +175,48 @@ describe('when a dependency does not answer', () => {
     return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
   }
 
+  it('answers decisions behind a hanging one at once, and the hanging one at its deadline', async () => {
+    // One key's lookup never ends; the others answer. Requests wait for the deadline in arrival
+    // order, so the hanging one stays at the front of the queue while later ones come and go.
+    const mixed: EnforceService = {
+      decide: (input) =>
+        input.key === 'gh_live_stuck'
+          ? new Promise(() => undefined)
+          : Promise.resolve({ decision: 'allow', accountId: input.key, limits: [], headers: {} }),
+      usage: async () => [],
+    };
+    const { url, server } = await serveWithDeadline(mixed, 'closed');
+    const ask = async (key: string) => {
+      const started = Date.now();
+      const res = await fetch(`${url}/v1/enforce`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${gatewayA}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ key, ip: '73.50.3.3' }),
+      });
+      return { body: (await res.json()) as Record<string, unknown>, ms: Date.now() - started };
+    };
+    try {
+      const stuck = ask('gh_live_stuck');
+      await new Promise((r) => setTimeout(r, 10));
+      const quick = await Promise.all(Array.from({ length: 20 }, (_, i) => ask(`gh_live_${i}`)));
+      for (const [i, answer] of quick.entries()) {
+        // Past the deadline these would have been answered by the fail mode (deny).
+        expect(answer.body).toMatchObject({ decision: 'allow', accountId: `gh_live_${i}` });
+      }
+      const late = await stuck;
+      expect(late.body).toMatchObject({ decision: 'deny', reason: 'limiter_unavailable' });
+      expect(late.ms).toBeGreaterThanOrEqual(100);
+      expect(late.ms).toBeLessThan(1_000);
+      // The queue is empty again: a new hanging request gets its own full deadline, not a stale one.
+      const again = await ask('gh_live_stuck');
+      expect(again.body).toMatchObject({ decision: 'deny', reason: 'limiter_unavailable' });
+      expect(again.ms).toBeGreaterThanOrEqual(100);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it('answers within its deadline by the fail mode when a decision hangs', async () => {
     // A key store that never answers (a PostgreSQL stuck on a lock, say).
     const hanging: EnforceService = { decide: () => new Promise(() => undefined), usage: async () => [] };
