@@ -1,8 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { AuditLog } from '../audit/audit.ts';
 import type { Db } from '../db/client.ts';
 import { newId } from '../lib/ids.ts';
-import { newSecret, sha256Hex } from '../lib/secrets.ts';
+import { newSecret, sha256, sha256Hex } from '../lib/secrets.ts';
 import { type Principal, SCOPES, type Scope } from './scopes.ts';
 
 const TOKEN_PREFIX = 'ght_';
@@ -61,11 +61,11 @@ export function createTokenService(deps: {
   const lastUsedWritten = new Map<string, number>();
   // Digests have a fixed length, so timingSafeEqual on them reveals neither the token's length nor
   // where a guess differs; hashing the admin token once keeps that to one hash per request.
-  const adminDigest = deps.adminToken ? createHash('sha256').update(deps.adminToken).digest() : null;
+  const adminDigest = deps.adminToken ? sha256(deps.adminToken) : null;
 
   return {
     async authenticate(bearer) {
-      const digest = createHash('sha256').update(bearer).digest();
+      const digest = sha256(bearer);
       if (adminDigest && timingSafeEqual(digest, adminDigest)) {
         return { tokenId: 'admin', name: 'bootstrap admin', scopes: ['admin'] };
       }
