@@ -172,7 +172,8 @@ export function quotaSpecsFor(keys: RedisKeys, plan: QuotaPlan, subject: QuotaSu
   const applied: QuotaDimension[] = [];
   // A hosting network gets the stricter hostingAsn windows when the tier has them.
   const hostingPlan = subject.hosting && plan.dimensions.some((d) => d.dimension === 'hostingAsn');
-  for (const { dimension, windows } of plan.dimensions) {
+  for (const dimensionPlan of plan.dimensions) {
+    const { dimension, windows } = dimensionPlan;
     if (dimension === 'asn' && hostingPlan) continue;
     if (dimension === 'hostingAsn' && !hostingPlan) continue;
     const value = subjectValue(dimension, subject);
@@ -190,6 +191,8 @@ export function quotaSpecsFor(keys: RedisKeys, plan: QuotaPlan, subject: QuotaSu
         limit: w.limit,
         windowMs: w.windowMs,
         buckets: w.buckets,
+        // The same windows for every subject of this plan: the limiter reuses their encoding.
+        shape: dimensionPlan,
       });
     }
   }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { RespClient } from '../redis/resp-client.ts';
+import { EncodedArgs, RespClient } from '../redis/resp-client.ts';
 import { bucketIndex, costProblem, type Mode, specProblem } from './window.ts';
 
 /**
@@ -32,6 +32,13 @@ export interface LimitSpec {
   readonly windowMs: number;
   /** Bucket count N: the window may over-count by up to windowMs / N (see window.ts). */
   readonly buckets: number;
+  /**
+   * Optional, for a caller that checks the same windows over and over under different keys: one
+   * object shared by every spec of a hash whose windows (slots, limits, lengths, bucket counts, in
+   * order) are the same each time. The limiter keeps those windows' encoded arguments with it and
+   * reuses them while their buckets last; a mismatch only costs a fresh encoding.
+   */
+  readonly shape?: object;
 }
 
 export interface UsageEvent {
@@ -115,7 +122,8 @@ function slotNames(slot: string): SlotNames {
 
 interface Encoded {
   keys: string[];
-  args: string[];
+  /** The script's arguments in order: runs of plain strings and runs encoded before. */
+  args: Array<string[] | EncodedArgs>;
   /** order[j] = where the caller's j-th limit sits in the script's numbering (grouped by hash). */
   order: number[];
 }
@@ -148,6 +156,83 @@ function currentBucketText(now: number, width: number): string {
 // to end without yielding, so one array serves every call).
 const currents: string[] = [];
 
+/** A hash's windows as last encoded, kept with the caller's shape object (LimitSpec.shape). */
+interface EncodedWindows {
+  slots: string[];
+  limits: number[];
+  windowMs: number[];
+  buckets: number[];
+  currents: string[];
+  encoded: EncodedArgs;
+}
+const encodedWindows = new WeakMap<object, EncodedWindows>();
+
+/** The hash's windows (j in `members`) as the script reads them: count, names, then parameters. */
+function windowArgs(limits: readonly LimitSpec[], members: readonly number[]): string[] {
+  const m = members.length;
+  const args = new Array<string>(1 + 8 * m);
+  args[0] = integerText(m);
+  let a = 1;
+  for (const j of members) {
+    const names = slotNames(limits[j]!.slot ?? '');
+    args[a++] = names.o;
+    args[a++] = names.t;
+    args[a++] = names.bucket(currents[j]!);
+  }
+  for (const j of members) {
+    const spec = limits[j]!;
+    args[a++] = integerText(spec.limit);
+    args[a++] = integerText(spec.windowMs);
+    args[a++] = integerText(spec.buckets);
+    args[a++] = currents[j]!;
+    args[a++] = slotNames(spec.slot ?? '').p;
+  }
+  return args;
+}
+
+/** The hash's windows encoded before, if `shape` holds exactly these windows at these buckets. */
+function reusable(
+  limits: readonly LimitSpec[],
+  members: readonly number[],
+  shape: object,
+): EncodedArgs | null {
+  const kept = encodedWindows.get(shape);
+  if (!kept || kept.slots.length !== members.length) return null;
+  for (let i = 0; i < members.length; i++) {
+    const j = members[i]!;
+    const spec = limits[j]!;
+    if (
+      kept.currents[i] !== currents[j] ||
+      kept.limits[i] !== spec.limit ||
+      kept.windowMs[i] !== spec.windowMs ||
+      kept.buckets[i] !== spec.buckets ||
+      kept.slots[i] !== (spec.slot ?? '')
+    ) {
+      return null;
+    }
+  }
+  return kept.encoded;
+}
+
+function encodeWindows(limits: readonly LimitSpec[], members: readonly number[]): string[] | EncodedArgs {
+  const shape = limits[members[0]!]!.shape;
+  let shared = shape !== undefined;
+  for (const j of members) if (limits[j]!.shape !== shape) shared = false;
+  if (!shared) return windowArgs(limits, members);
+  const kept = reusable(limits, members, shape!);
+  if (kept) return kept;
+  const encoded = new EncodedArgs(windowArgs(limits, members));
+  encodedWindows.set(shape!, {
+    slots: members.map((j) => limits[j]!.slot ?? ''),
+    limits: members.map((j) => limits[j]!.limit),
+    windowMs: members.map((j) => limits[j]!.windowMs),
+    buckets: members.map((j) => limits[j]!.buckets),
+    currents: members.map((j) => currents[j]!),
+    encoded,
+  });
+  return encoded;
+}
+
 function encode(request: CheckRequest): Encoded {
   const { now, mode, cost, limits, event } = request;
   if (!Number.isSafeInteger(now)) throw new RangeError('now must be an integer number of ms');
@@ -156,8 +241,8 @@ function encode(request: CheckRequest): Encoded {
   const n = limits.length;
   if (n === 0) throw new RangeError('at least one limit is required');
   // The script takes windows grouped by hash, hashes in order of first appearance. A handful of
-  // hashes and windows: scans beat Maps here, and every array below is made at its final size
-  // (grown by pushes, they were most of a decision's garbage).
+  // hashes and windows: scans beat Maps here, and arrays are made at their final size where it is
+  // known (grown by pushes, they were most of a decision's garbage).
   const keys: string[] = [];
   const hashOf = new Array<number>(n);
   for (let j = 0; j < n; j++) {
@@ -191,47 +276,36 @@ function encode(request: CheckRequest): Encoded {
     if (fieldCount === 0) throw new RangeError('event.fields must not be empty');
   }
   const h = keys.length;
-  const args = new Array<string>(7 + h + 8 * n + 2 * fieldCount);
-  args[0] = integerText(n);
-  args[1] = String(now);
-  args[2] = integerText(cost);
-  args[3] = mode;
-  args[4] = event?.when ?? '';
-  args[5] = event ? integerText(event.maxLen) : '';
-  args[6] = integerText(h);
-  let a = 7;
+  const args: Array<string[] | EncodedArgs> = new Array(h + (event ? 2 : 1));
+  args[0] = [
+    integerText(n),
+    String(now),
+    integerText(cost),
+    mode,
+    event?.when ?? '',
+    event ? integerText(event.maxLen) : '',
+    integerText(h),
+  ];
   const order = new Array<number>(n);
   let k = 0;
   for (let g = 0; g < h; g++) {
     // The script builds no strings on its common path: names and bucket indexes come from here.
-    // Per hash: its window count, every window's three field names, then every window's parameters.
-    const countAt = a++;
-    let m = 0;
+    const members: number[] = [];
     for (let j = 0; j < n; j++) {
       if (hashOf[j] !== g) continue;
-      const names = slotNames(limits[j]!.slot ?? '');
-      args[a++] = names.o;
-      args[a++] = names.t;
-      args[a++] = names.bucket(currents[j]!);
+      members.push(j);
       order[j] = k++;
-      m++;
     }
-    args[countAt] = integerText(m);
-    for (let j = 0; j < n; j++) {
-      if (hashOf[j] !== g) continue;
-      const spec = limits[j]!;
-      args[a++] = integerText(spec.limit);
-      args[a++] = integerText(spec.windowMs);
-      args[a++] = integerText(spec.buckets);
-      args[a++] = currents[j]!;
-      args[a++] = slotNames(spec.slot ?? '').p;
-    }
+    args[g + 1] = encodeWindows(limits, members);
   }
   if (event) {
+    const fields = new Array<string>(2 * fieldCount);
+    let a = 0;
     for (const field in event.fields) {
-      args[a++] = field;
-      args[a++] = event.fields[field]!;
+      fields[a++] = field;
+      fields[a++] = event.fields[field]!;
     }
+    args[h + 1] = fields;
     keys.push(event.stream);
   }
   return { keys, args, order };
@@ -277,20 +351,22 @@ function isNoScript(error: unknown): boolean {
  * client the enforcement decision uses (src/redis/resp-client.ts explains why).
  */
 function scriptRunner(redis: Redis | RespClient): {
-  evalsha(keys: string[], args: string[]): Promise<unknown>;
-  eval(keys: string[], args: string[]): Promise<unknown>;
+  evalsha(keys: string[], args: Encoded['args']): Promise<unknown>;
+  eval(keys: string[], args: Encoded['args']): Promise<unknown>;
 } {
   if (redis instanceof RespClient) {
     const evalsha = ['EVALSHA', SHA];
     const eval_ = ['EVAL', LUA];
     return {
-      evalsha: (keys, args) => redis.callParts([evalsha, [String(keys.length)], keys, args]),
-      eval: (keys, args) => redis.callParts([eval_, [String(keys.length)], keys, args]),
+      evalsha: (keys, args) => redis.callParts([evalsha, [String(keys.length)], keys, ...args]),
+      eval: (keys, args) => redis.callParts([eval_, [String(keys.length)], keys, ...args]),
     };
   }
+  const flat = (args: Encoded['args']) =>
+    args.flatMap((run) => (run instanceof EncodedArgs ? run.args : run));
   return {
-    evalsha: (keys, args) => redis.evalsha(SHA, keys.length, ...keys, ...args),
-    eval: (keys, args) => redis.eval(LUA, keys.length, ...keys, ...args),
+    evalsha: (keys, args) => redis.evalsha(SHA, keys.length, ...keys, ...flat(args)),
+    eval: (keys, args) => redis.eval(LUA, keys.length, ...keys, ...flat(args)),
   };
 }
 
@@ -301,7 +377,7 @@ export function createSlidingWindowLimiter(redis: Redis | RespClient): SlidingWi
   const script = scriptRunner(redis);
   let cached = false;
 
-  async function run(keys: string[], args: string[]): Promise<unknown> {
+  async function run(keys: string[], args: Encoded['args']): Promise<unknown> {
     if (!cached) {
       const reply = await script.eval(keys, args);
       cached = true;

@@ -316,6 +316,68 @@ describe('sliding-window limiter', () => {
     },
   );
 
+  it.each(['ioredis', 'the enforcement client'] as const)(
+    'answers the same with a shape as without, across keys, buckets and a shape misused (%s)',
+    async (client) => {
+      const connection =
+        client === 'ioredis'
+          ? redis.duplicate()
+          : new RespClient({
+              url: 'redis://127.0.0.1:6379',
+              connectTimeoutMs: 1_000,
+              commandTimeoutMs: 1_000,
+            });
+      if (connection instanceof RespClient) await connection.connect();
+      const own = createSlidingWindowLimiter(connection);
+      const shape = {};
+      const windows = (hash: string, minute: number, day: number, shaped: boolean): LimitSpec[] => [
+        { ...perMinute('minute', minute), key: hash, slot: 'm', ...(shaped ? { shape } : {}) },
+        {
+          name: 'day',
+          key: hash,
+          slot: 'd',
+          limit: day,
+          windowMs: 24 * 60 * MINUTE,
+          buckets: 96,
+          ...(shaped ? { shape } : {}),
+        },
+      ];
+      // Two subjects under one shape, the bucket moving on, then the same shape object handed
+      // other limits (a caller's mistake): each answer must equal the one given without a shape.
+      const steps: Array<{ now: number; subject: 'a' | 'b'; minute: number; day: number }> = [
+        ...Array.from({ length: 4 }, (_, i) => ({ now: i, subject: 'a' as const, minute: 3, day: 5 })),
+        ...Array.from({ length: 2 }, (_, i) => ({ now: 10 + i, subject: 'b' as const, minute: 3, day: 5 })),
+        { now: 7_000, subject: 'a', minute: 3, day: 5 },
+        { now: 7_001, subject: 'b', minute: 1, day: 5 },
+        { now: 7_002, subject: 'b', minute: 3, day: 2 },
+        { now: 70_000, subject: 'a', minute: 3, day: 5 },
+      ];
+      const hashes = { shaped: { a: key('a'), b: key('b') }, plain: { a: key('a'), b: key('b') } };
+      try {
+        for (const step of steps) {
+          const answer = (shaped: boolean) =>
+            own.check(
+              enforce(
+                step.now,
+                windows((shaped ? hashes.shaped : hashes.plain)[step.subject], step.minute, step.day, shaped),
+              ),
+            );
+          const withShape = await answer(true);
+          expect(withShape).toEqual(await answer(false));
+        }
+        // And what was counted is what the plain path counted.
+        const final = await own.check(enforce(70_001, windows(hashes.shaped.a, 3, 5, false), 0));
+        expect(usedOf(final)).toEqual(
+          usedOf(await own.check(enforce(70_001, windows(hashes.plain.a, 3, 5, false), 0))),
+        );
+        // a: three admitted at 0-3 ms (the minute limit), none at 7 s (the first bucket still counts), one at 70 s.
+        expect(usedOf(final)).toEqual([1, 4]);
+      } finally {
+        connection.disconnect();
+      }
+    },
+  );
+
   it('falls back to the script source once when the server has lost it (NOSCRIPT)', async () => {
     const connection = redis.duplicate();
     const own = createSlidingWindowLimiter(connection);
