@@ -13,9 +13,9 @@ import type { EnforceOutcome, EnforceService } from './service.ts';
 //
 // Why: a gateway asks on every API call, so this is the one route whose cost multiplies. Measured
 // with `npm run bench:enforce` on a 2-core machine, an Express 5 route doing one
-// rate-limiter-flexible consume() costs ~330 µs of server CPU per request, bare node:http parsing
-// the same JSON body ~50 µs: Express's routing, request and response wrappers and middleware are
-// most of the difference. A Gatehouse decision served here costs ~290-320 µs of server CPU, and that
+// rate-limiter-flexible consume() costs ~155 µs of server CPU per request, bare node:http parsing
+// the same JSON body ~20 µs: Express's routing, request and response wrappers and middleware are
+// most of the difference. A Gatehouse decision served here costs ~85 µs of server CPU, and that
 // is the decision's own work (gateway token, key lookup, validation, ASN, rules, ten windows, the
 // usage event, the RateLimit fields); under Express, Express's share would come on top. Serving
 // these two paths here gives up nothing the rest of the API needs: they share the token check, the
