@@ -41,10 +41,13 @@ export interface ParsePhoneOptions {
 
 export type ParsePhoneResult =
   | { ok: true; e164: string; country: string | null; type: PhoneType }
+  | { ok: false; reason: 'invalid_phone'; detail: string }
   | {
       ok: false;
-      reason: 'invalid_phone' | 'phone_type_not_allowed' | 'phone_country_not_allowed';
+      reason: 'phone_type_not_allowed' | 'phone_country_not_allowed';
       detail: string;
+      /** The number is valid, only refused: kept with the attempt, where farms' numbers show up. */
+      e164: string;
     };
 
 const MAX_INPUT = 40;
@@ -82,15 +85,26 @@ export function parsePhone(
       reason: 'phone_country_not_allowed',
       detail:
         country === null ? `non-geographic number (+${parsed.countryCallingCode})` : `country ${country}`,
+      e164: parsed.number,
     };
   }
   if (country !== null && deny?.includes(country)) {
-    return { ok: false, reason: 'phone_country_not_allowed', detail: `country ${country}` };
+    return {
+      ok: false,
+      reason: 'phone_country_not_allowed',
+      detail: `country ${country}`,
+      e164: parsed.number,
+    };
   }
 
   const type: PhoneType = parsed.getType() ?? 'UNKNOWN';
   if (!opts.allowedTypes.includes(type)) {
-    return { ok: false, reason: 'phone_type_not_allowed', detail: `${type} numbers are not accepted` };
+    return {
+      ok: false,
+      reason: 'phone_type_not_allowed',
+      detail: `${type} numbers are not accepted`,
+      e164: parsed.number,
+    };
   }
   return { ok: true, e164: parsed.number, country, type };
 }

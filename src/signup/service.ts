@@ -176,6 +176,7 @@ export function createSignupService(deps: SignupDeps): SignupService {
 
       let phone: SignupFacts['phone'] = null;
       let e164: string | null = null;
+      let refusedE164: string | null = null;
       if (input.phone !== undefined) {
         const p = parsePhone(input.phone, {
           allowedTypes: policy.phone.allowedTypes,
@@ -190,9 +191,12 @@ export function createSignupService(deps: SignupDeps): SignupService {
           e164 = p.e164;
           phone = { ok: true, inUse: await phoneInUse(deps.db, p.e164, policy.phone.maxAccountsPerNumber) };
         } else {
+          refusedE164 = p.e164;
           phone = { ok: false, reason: p.reason };
         }
       }
+      // What every later attempt row records: the number too, when one was given and could be read.
+      const attemptFields = { ...emailFields, phone: e164 ?? refusedE164 };
 
       const [rules, captcha, velocity, emailTaken, externalTaken, mxOk] = await Promise.all([
         deps.rules.match({
@@ -234,15 +238,15 @@ export function createSignupService(deps: SignupDeps): SignupService {
       };
       const outcome = decideSignup(facts, policy);
       if (!mxOk && outcome.decision !== 'deny') {
-        await deps.db.signupAttempt.create({ data: record('deny', ['invalid_email'], emailFields) });
+        await deps.db.signupAttempt.create({ data: record('deny', ['invalid_email'], attemptFields) });
         throw invalidField('invalid_email', 'email', 'the domain does not accept mail (no MX record)');
       }
       if (outcome.decision === 'deny') {
-        await deps.db.signupAttempt.create({ data: record('deny', outcome.reasons, emailFields) });
+        await deps.db.signupAttempt.create({ data: record('deny', outcome.reasons, attemptFields) });
         throw denial(outcome.status, outcome.reasons, outcome.retryAfterMs);
       }
       if (externalTaken) {
-        await deps.db.signupAttempt.create({ data: record('deny', ['external_id_in_use'], emailFields) });
+        await deps.db.signupAttempt.create({ data: record('deny', ['external_id_in_use'], attemptFields) });
         throw new ProblemError('conflict', {
           detail: 'An account with this externalId exists',
           reasons: ['external_id_in_use'],
@@ -292,7 +296,7 @@ export function createSignupService(deps: SignupDeps): SignupService {
           // Lost a race with a concurrent signup for the same identity: the database decides.
           const target = JSON.stringify(err.meta ?? {});
           const reason = target.includes('external') ? 'external_id_in_use' : 'email_in_use';
-          await deps.db.signupAttempt.create({ data: record('deny', [reason], emailFields) });
+          await deps.db.signupAttempt.create({ data: record('deny', [reason], attemptFields) });
           if (reason === 'external_id_in_use') {
             throw new ProblemError('conflict', {
               detail: 'An account with this externalId exists',

@@ -149,9 +149,14 @@ describe('POST /v1/signups', () => {
     expect((invalid.body as Problem).code).toBe('invalid_phone');
     expect((invalid.body as Problem).errors?.[0]?.field).toBe('phone');
 
-    const voip = await signup({ phone: '+445612345678' });
+    const voip = await signup({ phone: '+44 56 1234 5678' });
     expect(voip.status).toBe(403);
     expect(reasonsOf(voip)).toContain('phone_type_not_allowed');
+    // The refused number is kept with the attempt, in E.164: farms reuse their VoIP numbers.
+    const refused = await app.ctx.db.signupAttempt.findMany({ where: { phone: '+445612345678' } });
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ decision: 'deny', accountId: null });
+    expect(refused[0]?.reasons).toContain('phone_type_not_allowed');
 
     const mobile = await signup({ phone: '+447400123456' });
     expect(mobile.status).toBe(201);

@@ -39,6 +39,7 @@ describe('parsePhone with the default types', () => {
       ok: false,
       reason: 'phone_type_not_allowed',
       detail: `${type} numbers are not accepted`,
+      e164: input,
     });
   });
 
@@ -86,6 +87,7 @@ describe('parsePhone options', () => {
       ok: false,
       reason: 'phone_country_not_allowed',
       detail: 'country FR',
+      e164: '+33612345678',
     });
     expect(parsePhone('+447624123456', allowGb)).toMatchObject({ reason: 'phone_country_not_allowed' });
     const voipAllowGb = { allowedTypes: ['VOIP'] as PhoneType[], allowCountries: ['GB'] };
