@@ -1,5 +1,7 @@
-import { type Job, Worker } from 'bullmq';
+import { type Job, Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Context } from '../src/context.ts';
+import { RETIRED_QUEUE_NAMES } from '../src/queues/definitions.ts';
 import { createRedis } from '../src/redis/client.ts';
 import { createAlertsProcessor } from './alerts.ts';
 import { enrich } from './enrich.ts';
@@ -60,16 +62,8 @@ export async function startWorkers(ctx: Context, list: Processor[] = processors)
       ctx.logger.error({ queue: processor.queue, err: { message: err.message } }, 'worker error'),
     );
     workers.push(worker);
-    for (const schedule of processor.schedules?.(ctx) ?? []) {
-      await ctx.queues
-        .get(processor.queue)
-        .upsertJobScheduler(
-          schedule.id,
-          { every: schedule.every },
-          { name: schedule.name, data: schedule.data },
-        );
-    }
   }
+  await reconcileSchedules(ctx, list, connection);
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   // Not a BullMQ queue: a consumer group on the usage stream that enforcement appends to.
   const usage = await startUsageIngestor(ctx);
@@ -81,4 +75,44 @@ export async function startWorkers(ctx: Context, list: Processor[] = processors)
       await connection.quit().catch(() => connection.disconnect());
     },
   };
+}
+
+/**
+ * Job schedulers live in Redis and outlast the process, the policy and the release that made them.
+ * A schedule switched off in the policy (`detection.schedule: 0`) or dropped from the code would go
+ * on firing. So each queue of `list` keeps exactly the schedulers its processor asks for now, and
+ * the queues of earlier releases lose theirs.
+ */
+async function reconcileSchedules(ctx: Context, list: Processor[], connection: Redis): Promise<void> {
+  for (const processor of list) {
+    const queue = ctx.queues.get(processor.queue);
+    const wanted = processor.schedules?.(ctx) ?? [];
+    for (const schedule of wanted) {
+      await queue.upsertJobScheduler(
+        schedule.id,
+        { every: schedule.every },
+        { name: schedule.name, data: schedule.data },
+      );
+    }
+    const ids = new Set(wanted.map((schedule) => schedule.id));
+    for (const existing of await queue.getJobSchedulers(0, -1)) {
+      if (ids.has(existing.key)) continue;
+      await queue.removeJobScheduler(existing.key);
+      ctx.logger.info(
+        { queue: processor.queue, scheduler: existing.key },
+        'removed a job scheduler no longer asked for',
+      );
+    }
+  }
+  for (const name of RETIRED_QUEUE_NAMES) {
+    const queue = new Queue(name, { connection, prefix: ctx.keys.bullPrefix });
+    try {
+      for (const existing of await queue.getJobSchedulers(0, -1)) {
+        await queue.removeJobScheduler(existing.key);
+        ctx.logger.info({ queue: name, scheduler: existing.key }, "removed a retired queue's job scheduler");
+      }
+    } finally {
+      await queue.close();
+    }
+  }
 }

@@ -41,3 +41,10 @@ export const QUEUE_NAMES: readonly QueueName[] = [
   'act',
   'alerts',
 ];
+
+/**
+ * Queues of earlier releases that nothing consumes any more. Their job schedulers are removed when
+ * workers start, so an upgrade leaves nothing firing into them (`analysis` ran a whole analysis in
+ * one job before the four stage queues).
+ */
+export const RETIRED_QUEUE_NAMES: readonly string[] = ['analysis'];
