@@ -229,6 +229,8 @@ export interface RuleIndex {
   match(subject: RuleSubject, at: number): MatchedRule[];
 }
 
+const NO_ENTRIES: readonly Entry[] = [];
+
 const isPatternKeyGlob = (pattern: string) => pattern.startsWith('p:') || pattern.startsWith('r:');
 
 /** Parses and indexes rules once, so that a match costs no parsing and no database round trip. */
@@ -276,19 +278,24 @@ export function compileRules(rows: readonly StoredRule[]): RuleIndex {
   return {
     size: rows.length,
     match(subject, at) {
+      // Runs on every enforcement decision: no closure per call (under tsx each named closure also
+      // costs a defineProperty for its name), and usually no match at all.
       const found: MatchedRule[] = [];
-      const take = (entry: Entry) => {
-        if (entry.expiresAt > at) found.push(entry.rule);
-      };
       if (subject.ip !== undefined && cidrs.length > 0) {
         const ip = parseIp(subject.ip);
-        if (ip) for (const { cidr, entry } of cidrs) if (cidrContains(cidr, ip)) take(entry);
+        if (ip) {
+          for (const { cidr, entry } of cidrs) {
+            if (cidrContains(cidr, ip) && entry.expiresAt > at) found.push(entry.rule);
+          }
+        }
       }
-      if (subject.asn !== undefined) asns.get(subject.asn)?.forEach(take);
+      if (subject.asn !== undefined) {
+        for (const entry of asns.get(subject.asn) ?? NO_ENTRIES) if (entry.expiresAt > at) found.push(entry.rule);
+      }
       const domain = subject.emailDomain?.toLowerCase();
       if (domain && domains.size > 0) {
         for (let d = domain; ; ) {
-          domains.get(d)?.forEach(take);
+          for (const entry of domains.get(d) ?? NO_ENTRIES) if (entry.expiresAt > at) found.push(entry.rule);
           const dot = d.indexOf('.');
           if (dot < 0) break;
           d = d.slice(dot + 1);
@@ -302,7 +309,7 @@ export function compileRules(rows: readonly StoredRule[]): RuleIndex {
         const key = subject.emailPatternKey?.toLowerCase();
         for (const { re, onKey, entry } of patterns) {
           const target = onKey ? key : address;
-          if (target !== undefined && re.test(target)) take(entry);
+          if (target !== undefined && re.test(target) && entry.expiresAt > at) found.push(entry.rule);
         }
       }
       return found;
