@@ -32,7 +32,7 @@ import { type CaptchaVerifier, createCaptchaVerifier } from './signup/captcha.ts
 import { createReplayGuard } from './signup/captcha-replay.ts';
 import { createSignupService, type SignupService } from './signup/service.ts';
 import { DependencyError } from './startup.ts';
-import { createTokenService, type TokenService } from './tokens/service.ts';
+import { createTokenService, TOKENS_INVALIDATION, type TokenService } from './tokens/service.ts';
 
 export { DependencyError };
 
@@ -130,7 +130,12 @@ export async function createContext(
   const keys = createKeys(config.REDIS_PREFIX);
   const queues = createQueues(bullConnection, keys.bullPrefix);
   const audit = createAuditLog(db);
-  const tokens = createTokenService({ db, audit, adminToken: config.GATEHOUSE_ADMIN_TOKEN });
+  const tokens = createTokenService({
+    db,
+    audit,
+    adminToken: config.GATEHOUSE_ADMIN_TOKEN,
+    publish: (message) => redis.publish(keys.invalidationChannel(), message),
+  });
   const pepper = await resolvePepper(config.GATEHOUSE_PEPPER, db, logger);
 
   // One subscriber connection per process fans invalidations out to every cache that needs them.
@@ -152,13 +157,14 @@ export async function createContext(
     rules.handleInvalidation(message);
     apiKeys.handleInvalidation(message);
     emergency.handleInvalidation(message);
-    if (message.includes('"tokens"')) tokens.invalidate();
+    if (message === TOKENS_INVALIDATION) tokens.invalidate();
   });
   await subscriber.subscribe(keys.invalidationChannel());
   // Messages published while the subscriber was reconnecting are lost: reload on every reconnect.
   subscriber.on('ready', () => {
     rules.handleInvalidation(RULES_INVALIDATION);
     apiKeys.clear();
+    tokens.invalidate();
   });
   await rules.warm();
 

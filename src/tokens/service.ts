@@ -7,6 +7,10 @@ import { type Principal, SCOPES, type Scope } from './scopes.ts';
 
 const TOKEN_PREFIX = 'ght_';
 const CACHE_TTL_MS = 5_000;
+/** The invalidation-channel message that makes every instance drop its cached token lookups. */
+export const TOKENS_INVALIDATION = JSON.stringify({ type: 'tokens' });
+/** A cached lookup this close to expiring is refreshed in the background, once. */
+const REFRESH_AHEAD_MS = 1_000;
 const LAST_USED_EVERY_MS = 60_000;
 
 export interface TokenView {
@@ -53,15 +57,58 @@ export function createTokenService(deps: {
   audit: AuditLog;
   adminToken?: string | undefined;
   now?: () => number;
+  /** Tells the other instances to drop their cached lookups (the invalidation channel). */
+  publish?: (message: string) => Promise<unknown>;
 }): TokenService {
   const now = deps.now ?? Date.now;
-  // Positive lookups are cached briefly so a busy gateway does not hit PostgreSQL on every call;
-  // revocation clears the cache at once on this instance (and through pub/sub on the others).
+  // Lookups are cached briefly so a busy gateway does not hit PostgreSQL on every call; revocation
+  // clears the cache at once on this instance (and through pub/sub on the others). One lookup per
+  // token is in flight at a time, and a cached one is refreshed shortly before it expires: with
+  // thousands of calls a second, an expiry would otherwise send every call that arrives during the
+  // query to PostgreSQL with its own query, and make them all wait.
   const cache = new Map<string, { principal: Principal | null; until: number }>();
+  const loading = new Map<string, Promise<Principal | null>>();
+  // Bumped by every invalidation: a lookup that began before it may hold what it retracts.
+  let generation = 0;
   const lastUsedWritten = new Map<string, number>();
   // Digests have a fixed length, so timingSafeEqual on them reveals neither the token's length nor
   // where a guess differs; hashing the admin token once keeps that to one hash per request.
   const adminDigest = deps.adminToken ? sha256(deps.adminToken) : null;
+
+  const load = (hash: string): Promise<Principal | null> => {
+    const inFlight = loading.get(hash);
+    if (inFlight) return inFlight;
+    const started = generation;
+    const lookup = (async () => {
+      const row = await deps.db.serviceToken.findUnique({ where: { hash } });
+      const t = now();
+      const principal: Principal | null =
+        row && !row.revokedAt ? { tokenId: row.id, name: row.name, scopes: view(row).scopes } : null;
+      if (generation === started) {
+        if (cache.size > 10_000) cache.clear();
+        cache.set(hash, { principal, until: t + CACHE_TTL_MS });
+      }
+      if (row && principal && t - (lastUsedWritten.get(row.id) ?? 0) > LAST_USED_EVERY_MS) {
+        lastUsedWritten.set(row.id, t);
+        // Best effort: a failed bookkeeping write must not fail the caller's request.
+        deps.db.serviceToken
+          .update({ where: { id: row.id }, data: { lastUsedAt: new Date(t) } })
+          .catch(() => undefined);
+      }
+      return principal;
+    })().finally(() => {
+      if (loading.get(hash) === lookup) loading.delete(hash);
+    });
+    loading.set(hash, lookup);
+    return lookup;
+  };
+
+  const invalidate = () => {
+    generation++;
+    cache.clear();
+    // Callers from now on start a lookup of their own rather than join one that began before.
+    loading.clear();
+  };
 
   return {
     async authenticate(bearer) {
@@ -74,20 +121,12 @@ export function createTokenService(deps: {
       const hash = digest.toString('hex');
       const hit = cache.get(hash);
       const t = now();
-      if (hit && hit.until > t) return hit.principal;
-      const row = await deps.db.serviceToken.findUnique({ where: { hash } });
-      const principal: Principal | null =
-        row && !row.revokedAt ? { tokenId: row.id, name: row.name, scopes: view(row).scopes } : null;
-      if (cache.size > 10_000) cache.clear();
-      cache.set(hash, { principal, until: t + CACHE_TTL_MS });
-      if (row && principal && t - (lastUsedWritten.get(row.id) ?? 0) > LAST_USED_EVERY_MS) {
-        lastUsedWritten.set(row.id, t);
-        // Best effort: a failed bookkeeping write must not fail the caller's request.
-        deps.db.serviceToken
-          .update({ where: { id: row.id }, data: { lastUsedAt: new Date(t) } })
-          .catch(() => undefined);
+      if (hit && hit.until > t) {
+        // A failed refresh leaves the entry to expire; the next caller after that looks it up.
+        if (hit.until - t < REFRESH_AHEAD_MS) void load(hash).catch(() => undefined);
+        return hit.principal;
       }
-      return principal;
+      return load(hash);
     },
 
     async create(input, actor) {
@@ -124,7 +163,10 @@ export function createTokenService(deps: {
       if (result.count === 0) {
         return (await deps.db.serviceToken.count({ where: { id } })) > 0;
       }
-      cache.clear();
+      invalidate();
+      // Best effort, like the cache it clears: another instance that misses it holds the token at
+      // most CACHE_TTL_MS longer.
+      await deps.publish?.(TOKENS_INVALIDATION).catch(() => undefined);
       await deps.audit.record({
         actor: actor.tokenId,
         action: 'token.revoked',
@@ -135,8 +177,6 @@ export function createTokenService(deps: {
       return true;
     },
 
-    invalidate() {
-      cache.clear();
-    },
+    invalidate,
   };
 }

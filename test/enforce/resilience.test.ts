@@ -56,6 +56,22 @@ describe('two instances', () => {
     expect(ms).toBeLessThan(1_000);
   });
 
+  it('a service token revoked on one instance is refused by the other within one second', async () => {
+    const created = await a.request('POST', '/v1/tokens', { body: { name: 'gateway', scopes: ['enforce'] } });
+    const { id, token } = created.body as { id: string; token: string };
+    const accountId = await createAccount(a);
+    const { key } = await createKey(a, accountId, keysToken);
+    // b has the token cached (for up to 5 s) before a revokes it.
+    expect((await decisionOf(b, token, key)).decision).toBe('allow');
+    expect((await a.request('DELETE', `/v1/tokens/${id}`)).status).toBe(204);
+    const ms = await until(
+      async () =>
+        (await b.request('POST', '/v1/enforce', { token, body: { key, ip: '73.50.1.1' } })).status === 401,
+      1_000,
+    );
+    expect(ms).toBeLessThan(1_000);
+  });
+
   it('an account suspended through one instance is refused by the other within one second', async () => {
     const accountId = await createAccount(a);
     const { key } = await createKey(a, accountId, keysToken);

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Db } from '../../src/db/client.ts';
+import { createTokenService } from '../../src/tokens/service.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
 
@@ -97,5 +99,67 @@ describe('service tokens', () => {
     const events = await app.ctx.db.auditEvent.findMany({ where: { subjectId: id }, orderBy: { at: 'asc' } });
     expect(events.map((e) => e.action)).toEqual(['token.created', 'token.revoked']);
     expect(events[0]!.actor).toBe('admin');
+  });
+
+  it('looks a token up once for many callers, and refreshes it before it expires', async () => {
+    const token = await app.tokenWith('enforce');
+    // The real database, with its token lookups counted.
+    let lookups = 0;
+    let release: (() => void) | null = null;
+    const db = new Proxy(app.ctx.db, {
+      get(target, prop, receiver) {
+        if (prop !== 'serviceToken') return Reflect.get(target, prop, receiver);
+        const delegate = target.serviceToken;
+        return {
+          findUnique: async (args: Parameters<typeof delegate.findUnique>[0]) => {
+            lookups++;
+            if (release === null) await new Promise<void>((resolve) => (release = resolve));
+            return delegate.findUnique(args);
+          },
+          update: (args: Parameters<typeof delegate.update>[0]) => delegate.update(args),
+        };
+      },
+    }) as Db;
+    let clock = 1_000_000;
+    const tokens = createTokenService({ db, audit: app.ctx.audit, now: () => clock });
+
+    // A cold cache and 20 calls at once: one query, held until all 20 are waiting on it.
+    const first = Array.from({ length: 20 }, () => tokens.authenticate(token));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(lookups).toBe(1);
+    (release as unknown as () => void)();
+    for (const principal of await Promise.all(first)) expect(principal?.scopes).toEqual(['enforce']);
+    expect(lookups).toBe(1);
+
+    // Fresh: no query. Within a second of expiring: answered from the cache, refreshed behind.
+    clock += 3_000;
+    expect(await tokens.authenticate(token)).not.toBeNull();
+    expect(lookups).toBe(1);
+    clock += 1_500;
+    expect(await tokens.authenticate(token)).not.toBeNull();
+    expect(lookups).toBe(2);
+    await new Promise((r) => setTimeout(r, 50));
+    // Past the first lookup's expiry, the refreshed entry answers without a query.
+    clock += 1_000;
+    expect(await tokens.authenticate(token)).not.toBeNull();
+    expect(lookups).toBe(2);
+
+    // An invalidation (a revocation anywhere) makes the next call look again.
+    tokens.invalidate();
+    expect(await tokens.authenticate(token)).not.toBeNull();
+    expect(lookups).toBe(3);
+  });
+
+  it('answers a token revoked while its lookup was in flight as revoked to later callers', async () => {
+    const created = await app.request('POST', '/v1/tokens', {
+      body: { name: 'racing', scopes: ['enforce'] },
+    });
+    const { id, token } = created.body as { id: string; token: string };
+    const tokens = createTokenService({ db: app.ctx.db, audit: app.ctx.audit });
+    const before = tokens.authenticate(token);
+    expect(await tokens.revoke(id, { tokenId: 'admin', name: 'admin', scopes: ['admin'] })).toBe(true);
+    // The lookup that began before the revocation may still see the token; nothing after it does.
+    await before;
+    expect(await tokens.authenticate(token)).toBeNull();
   });
 });
