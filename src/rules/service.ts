@@ -290,7 +290,8 @@ export function compileRules(rows: readonly StoredRule[]): RuleIndex {
         }
       }
       if (subject.asn !== undefined) {
-        for (const entry of asns.get(subject.asn) ?? NO_ENTRIES) if (entry.expiresAt > at) found.push(entry.rule);
+        for (const entry of asns.get(subject.asn) ?? NO_ENTRIES)
+          if (entry.expiresAt > at) found.push(entry.rule);
       }
       const domain = subject.emailDomain?.toLowerCase();
       if (domain && domains.size > 0) {
