@@ -115,6 +115,18 @@ async function addressOf(connection: Redis): Promise<string> {
   return addr;
 }
 
+/** A connection of its own, over ioredis or over the enforcement client. */
+async function clientFor(client: 'ioredis' | 'the enforcement client'): Promise<Redis | RespClient> {
+  if (client === 'ioredis') return redis.duplicate();
+  const connection = new RespClient({
+    url: 'redis://127.0.0.1:6379',
+    connectTimeoutMs: 1_000,
+    commandTimeoutMs: 1_000,
+  });
+  await connection.connect();
+  return connection;
+}
+
 describe('sliding-window limiter', () => {
   it('admits until the limit, then names the violated dimension and when it frees up', async () => {
     const limits = [perMinute('key', 3)];
@@ -271,15 +283,7 @@ describe('sliding-window limiter', () => {
   it.each(['ioredis', 'the enforcement client'] as const)(
     'sends exactly one Redis command per check, 5 dimensions × 2 windows with an event (%s)',
     async (client) => {
-      const connection =
-        client === 'ioredis'
-          ? redis.duplicate()
-          : new RespClient({
-              url: 'redis://127.0.0.1:6379',
-              connectTimeoutMs: 1_000,
-              commandTimeoutMs: 1_000,
-            });
-      if (connection instanceof RespClient) await connection.connect();
+      const connection = await clientFor(client);
       const own = createSlidingWindowLimiter(connection);
       const dimensions = ['key', 'user', 'device', 'ip', 'asn'];
       // As enforcement keeps them: both windows of a dimension in one hash.
@@ -319,15 +323,7 @@ describe('sliding-window limiter', () => {
   it.each(['ioredis', 'the enforcement client'] as const)(
     'answers the same with a shape as without, across keys, buckets and a shape misused (%s)',
     async (client) => {
-      const connection =
-        client === 'ioredis'
-          ? redis.duplicate()
-          : new RespClient({
-              url: 'redis://127.0.0.1:6379',
-              connectTimeoutMs: 1_000,
-              commandTimeoutMs: 1_000,
-            });
-      if (connection instanceof RespClient) await connection.connect();
+      const connection = await clientFor(client);
       const own = createSlidingWindowLimiter(connection);
       const shape = {};
       const windows = (hash: string, minute: number, day: number, shaped: boolean): LimitSpec[] => [
