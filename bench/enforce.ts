@@ -649,11 +649,10 @@ async function main(): Promise<void> {
   const ratios = { gatehouse: ratiosOf(summary.gatehouse), [CACHED]: ratiosOf(summary[CACHED]) };
 
   // Half of the cached saturation rate, with every key cached first: the decision's own latency.
-  const halfRate = opts.halfRate ?? Math.max(1, Math.round(summary[CACHED].rps / 2));
+  const halfOfSaturation = Math.max(1, Math.round(summary[CACHED].rps / 2));
+  const halfRate = opts.halfRate ?? halfOfSaturation;
   if (opts.halfRate !== undefined)
-    log(
-      `half load fixed by --half-rate (half of saturation would be ${Math.round(summary[CACHED].rps / 2)})`,
-    );
+    log(`half load fixed by --half-rate (half of saturation would be ${halfOfSaturation})`);
   log(`half load: ${halfRate} req/s, autocannon --overallRate`);
   await callEveryKey(gatehouseUrl, bodies, keys.length);
   const halfAutocannon = await runLoad(CACHED, gatehouse, gatehouseUrl, 'autocannon-rate', 0, halfRate);

@@ -94,25 +94,25 @@ async function reconcileSchedules(ctx: Context, list: Processor[], connection: R
         { name: schedule.name, data: schedule.data },
       );
     }
-    const ids = new Set(wanted.map((schedule) => schedule.id));
-    for (const existing of await queue.getJobSchedulers(0, -1)) {
-      if (ids.has(existing.key)) continue;
-      await queue.removeJobScheduler(existing.key);
-      ctx.logger.info(
-        { queue: processor.queue, scheduler: existing.key },
-        'removed a job scheduler no longer asked for',
-      );
-    }
+    await removeSchedulersExcept(ctx, queue, new Set(wanted.map((schedule) => schedule.id)));
   }
   for (const name of RETIRED_QUEUE_NAMES) {
     const queue = new Queue(name, { connection, prefix: ctx.keys.bullPrefix });
     try {
-      for (const existing of await queue.getJobSchedulers(0, -1)) {
-        await queue.removeJobScheduler(existing.key);
-        ctx.logger.info({ queue: name, scheduler: existing.key }, "removed a retired queue's job scheduler");
-      }
+      await removeSchedulersExcept(ctx, queue, new Set());
     } finally {
       await queue.close();
     }
+  }
+}
+
+async function removeSchedulersExcept(ctx: Context, queue: Queue, keep: ReadonlySet<string>): Promise<void> {
+  for (const existing of await queue.getJobSchedulers(0, -1)) {
+    if (keep.has(existing.key)) continue;
+    await queue.removeJobScheduler(existing.key);
+    ctx.logger.info(
+      { queue: queue.name, scheduler: existing.key },
+      'removed a job scheduler no longer asked for',
+    );
   }
 }

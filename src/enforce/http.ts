@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { HttpMetrics } from '../http/metrics.ts';
 import { ProblemError } from '../http/problem.ts';
+import { Fifo } from '../lib/fifo.ts';
 import type { Logger } from '../logger.ts';
 import { type Cidr, cidrContains, isIp, parseIp } from '../signals/ip.ts';
 import { hasScope } from '../tokens/scopes.ts';
@@ -201,7 +202,7 @@ function readBody(req: IncomingMessage): Promise<string> {
  * request: requests wait in arrival order, all with the same budget, so a sweep only looks at the
  * front of the queue. A request can be answered up to a tenth of the budget past it.
  *
- * The queue is an array, not a Set. Under load V8 rehashes a small, busy Set every few additions,
+ * The queue is a Fifo, not a Set. Under load V8 rehashes a small, busy Set every few additions,
  * and each replaced table keeps its entries and a link to the next table. Once one table had been
  * promoted, every later one was allocated in the old generation: each request in flight was then
  * referenced from old garbage, so its whole object graph outlived the next scavenge and was
@@ -215,8 +216,7 @@ function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>)
     /** Null once the request has its answer. */
     settle: ((outcome: EnforceOutcome) => void) | null;
   }
-  let queue: Array<Waiting | undefined> = [];
-  let head = 0;
+  const queue = new Fifo<Waiting>();
   let timer: NodeJS.Timeout | null = null;
   const tick = Math.max(1, Math.ceil(deps.deadlineMs / 10));
   const lateOutcome = (): EnforceOutcome =>
@@ -231,26 +231,16 @@ function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>)
         };
   // Answered requests leave from the front; most finish in arrival order, so the queue stays short.
   const dropAnswered = () => {
-    while (head < queue.length && queue[head]!.settle === null) queue[head++] = undefined;
-    if (head === queue.length) {
-      queue = [];
-      head = 0;
-    } else if (head > 1024 && head * 2 > queue.length) {
-      queue = queue.slice(head);
-      head = 0;
-    }
+    while (queue.peek()?.settle === null) queue.shift();
   };
   const sweep = () => {
     timer = null;
     const t = Date.now();
-    while (head < queue.length) {
-      const w = queue[head]!;
-      if (w.settle !== null && w.at > t) break;
-      queue[head++] = undefined;
+    for (let w = queue.peek(); w && (w.settle === null || w.at <= t); w = queue.peek()) {
+      queue.shift();
       w.settle?.(lateOutcome());
     }
-    dropAnswered();
-    if (head < queue.length) timer = setTimeout(sweep, tick).unref();
+    if (queue.size > 0) timer = setTimeout(sweep, tick).unref();
   };
   return (decide: Promise<EnforceOutcome>): Promise<EnforceOutcome> =>
     new Promise((resolve, reject) => {

@@ -1,5 +1,6 @@
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
+import { Fifo } from '../lib/fifo.ts';
 
 // A small pipelined Redis client for the enforcement decision, the one call Gatehouse makes on
 // every API request of every customer.
@@ -224,9 +225,8 @@ export class RespClient {
   private attempts = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
-  /** Waiting for replies, oldest first, from `head` on. */
-  private pending: Pending[] = [];
-  private head = 0;
+  /** Waiting for replies, oldest first. */
+  private pending = new Fifo<Pending>();
   /** Encoded commands waiting for this turn's write. */
   private outgoing: string[] = [];
   private flushScheduled = false;
@@ -264,7 +264,7 @@ export class RespClient {
   /** Sends the command made of `parts` in order, without joining them into one array first. */
   callParts(parts: CommandParts): Promise<RespValue> {
     if (!this.ready) return Promise.reject(new Error('Redis connection is not ready'));
-    if (this.pending.length - this.head >= this.maxPending) {
+    if (this.pending.size >= this.maxPending) {
       return Promise.reject(new Error(`more than ${this.maxPending} Redis commands waiting for replies`));
     }
     return new Promise((resolve, reject) => this.enqueue(parts, resolve, reject));
@@ -374,10 +374,10 @@ export class RespClient {
     let at = 0;
     try {
       for (;;) {
-        const reply = parseReply(buf, at);
-        if (reply === undefined) break;
-        at = reply.end;
-        this.deliver(reply.value);
+        const value = parseValue(buf, at);
+        if (valueEnd === -1) break;
+        at = valueEnd;
+        this.deliver(value);
       }
     } catch (err) {
       // A byte stream we cannot read: nothing after it can be matched to its command either.
@@ -388,15 +388,10 @@ export class RespClient {
   }
 
   private deliver(value: RespValue): void {
-    const entry = this.pending[this.head];
+    const entry = this.pending.shift();
     if (!entry) {
       this.socket?.destroy(new Error('a Redis reply arrived that no command asked for'));
       return;
-    }
-    this.pending[this.head++] = undefined as unknown as Pending;
-    if (this.head > 1024 && this.head * 2 > this.pending.length) {
-      this.pending = this.pending.slice(this.head);
-      this.head = 0;
     }
     if (entry.settled) return;
     entry.settled = true;
@@ -409,9 +404,7 @@ export class RespClient {
     this.socket = null;
     this.buffered = null;
     this.outgoing = [];
-    const waiting = this.pending.slice(this.head);
-    this.pending = [];
-    this.head = 0;
+    const waiting = this.pending.drain();
     const gone = new Error('Redis connection closed');
     for (const entry of waiting) {
       if (!entry.settled) {
@@ -447,20 +440,19 @@ export class RespClient {
     this.sweepTimer = setTimeout(() => {
       this.sweepTimer = null;
       const now = Date.now();
-      const oldest = this.pending[this.head];
+      const oldest = this.pending.peek();
       if (oldest && now - oldest.deadline + this.options.commandTimeoutMs > this.staleMs) {
         this.socket?.destroy(new Error(`no reply from Redis for ${this.staleMs} ms`));
         return;
       }
-      for (let i = this.head; i < this.pending.length; i++) {
-        const entry = this.pending[i]!;
+      for (const entry of this.pending) {
         if (entry.deadline > now) break;
         if (!entry.settled) {
           entry.settled = true;
           entry.reject(new Error(`no reply from Redis within ${this.options.commandTimeoutMs} ms`));
         }
       }
-      if (this.pending.length > this.head) this.scheduleSweep();
+      if (this.pending.size > 0) this.scheduleSweep();
     }, tick);
     this.sweepTimer.unref();
   }

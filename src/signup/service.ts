@@ -273,7 +273,7 @@ export function createSignupService(deps: SignupDeps): SignupService {
             },
           }),
           deps.db.signupAttempt.create({
-            data: record(outcome.decision, outcome.reasons, { ...emailFields, accountId, phone: e164 }),
+            data: record(outcome.decision, outcome.reasons, { ...attemptFields, accountId }),
           }),
           ...(emailToken
             ? [
