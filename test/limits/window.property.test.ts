@@ -231,13 +231,15 @@ describe('sliding window: key lifetime', () => {
     const start = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000);
     try {
       await limiter.check({ now: start, mode: 'enforce', cost: 1, limits: [minute, day] });
-      expect(await redis.pttl(key)).toBeGreaterThan(longest - 1_000);
+      const first = await redis.pttl(key);
+      expect(first).toBeGreaterThan(longest - 1_000);
       await sleep(30);
-      // Only the minute window opens a bucket here (same hour): the TTL must not drop to its W + B.
+      // Only the minute window opens a bucket here (same hour): the TTL must not drop to its W + B,
+      // and need not move at all, since the day's stored bucket outlives the new minute bucket.
       await limiter.check({ now: start + 20_000, mode: 'enforce', cost: 1, limits: [minute, day] });
       const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(longest - 1_000);
-      expect(ttl).toBeLessThanOrEqual(longest);
+      expect(ttl).toBeLessThanOrEqual(first - 20);
       expect(await redis.hgetall(key)).toEqual({
         'm:o': String(start / 10_000),
         'm:t': '2',
@@ -247,6 +249,29 @@ describe('sliding window: key lifetime', () => {
         'd:t': '2',
         [`d:${start / 3_600_000}`]: '2',
       });
+    } finally {
+      await redis.del(key);
+    }
+  });
+
+  it('moves the TTL when a new bucket could outlive the buckets already stored', async () => {
+    const limiter = createSlidingWindowLimiter(redis);
+    const key = `${PREFIX}ttl-close`;
+    // Both one minute long: a new 1 s bucket counts for 61 s, the stored 10 s bucket only promises
+    // a little over 60 s, so the TTL has to be set again.
+    const coarse: LimitSpec = { name: 'c', key, slot: 'c', limit: 100, windowMs: 60_000, buckets: 6 };
+    const fine: LimitSpec = { name: 'f', key, slot: 'f', limit: 100, windowMs: 60_000, buckets: 60 };
+    const longest = coarse.windowMs + bucketWidth(coarse);
+    const start = 1_700_000_000_000 - (1_700_000_000_000 % 10_000);
+    try {
+      await limiter.check({ now: start, mode: 'enforce', cost: 1, limits: [coarse, fine] });
+      const first = await redis.pttl(key);
+      expect(first).toBeGreaterThan(longest - 1_000);
+      await sleep(30);
+      await limiter.check({ now: start + 2_000, mode: 'enforce', cost: 1, limits: [coarse, fine] });
+      const ttl = await redis.pttl(key);
+      expect(ttl).toBeGreaterThan(first - 20);
+      expect(ttl).toBeLessThanOrEqual(longest);
     } finally {
       await redis.del(key);
     }

@@ -53,7 +53,15 @@
       -1  malformed arguments (the caller validates first; this only guards the hashes)
 
     Expiry: a hash lives as long as its newest bucket can still count in its longest window. Its
-    TTL is set to max(W + B) over its windows whenever one of them opens a bucket.
+    TTL is set to max(W + B) over its windows when one of them opens a bucket that would otherwise
+    outlive it. Invariant: the TTL ends no earlier than the last moment any stored bucket counts.
+    A bucket opened at `now` counts until at most now + W + B, so setting the TTL then keeps the
+    invariant; later writes to that bucket change nothing. And when another window of the hash
+    already stores its current bucket c (of width B'), that bucket counts until
+    (c + N' + 1) * B' > now + W', so the TTL already ends after now + W': a bucket opened in a
+    window with W + B <= W' needs no PEXPIRE. That is the usual case of a minute window beside a
+    day window, where the minute window opens a bucket every few seconds and the day window one an
+    hour.
 ]]
 
 
@@ -206,7 +214,9 @@ local consume = cost > 0 and (admitted or mode == 'record')
 for g = 1, h do
   local hash = hashOf[g]
   local writes = nil
-  local fresh = false
+  -- The most W + B among windows opening a bucket here, and the most W among windows whose
+  -- current bucket was already stored (see Expiry below).
+  local freshNeed, covered = 0, 0
   for k = hash[1], hash[2] do
     local w = windows[k]
     local names = w[NAMES]
@@ -215,12 +225,18 @@ for g = 1, h do
       -- A skewed, earlier `now` must not write below `oldest`: that field would never be walked.
       local bucket = w[CURRENT]
       if w[OLDEST] ~= nil and w[OLDEST] > bucket then bucket = w[OLDEST] end
+      local opened
       if bucket == w[CURRENT] then
-        if w[CURRENT_COUNT] == nil then fresh = true end
+        opened = w[CURRENT_COUNT] == nil
         writes[#writes + 1] = ARGV[names + 2]
         writes[#writes + 1] = (w[CURRENT_COUNT] or 0) + cost
-      elseif tonumber(rcall('HINCRBY', KEYS[g], field(w, bucket), cost)) == cost then
-        fresh = true
+      else
+        opened = tonumber(rcall('HINCRBY', KEYS[g], field(w, bucket), cost)) == cost
+      end
+      if opened then
+        if w[WINDOW_MS] + w[WIDTH] > freshNeed then freshNeed = w[WINDOW_MS] + w[WIDTH] end
+      elseif w[WINDOW_MS] > covered then
+        covered = w[WINDOW_MS]
       end
       w[TOTAL] = w[TOTAL] + cost
       writes[#writes + 1] = ARGV[names + 1]
@@ -243,10 +259,7 @@ for g = 1, h do
     end
   end
   if writes then rcall('HSET', KEYS[g], unpack(writes)) end
-  -- Idle hashes vanish once their newest bucket can no longer count. A bucket set up at `now`
-  -- counts until at most now + W + B, so setting the TTL when a bucket appears keeps the hash
-  -- alive exactly as long as its newest bucket needs; later writes to that bucket change nothing.
-  if fresh then rcall('PEXPIRE', KEYS[g], hash[3]) end
+  if freshNeed > covered then rcall('PEXPIRE', KEYS[g], hash[3]) end
 end
 
 -- Ms until the count of window w is at most target, expiring its oldest buckets first.

@@ -1,0 +1,188 @@
+// Limiter benchmark: `tsx bench/limiter.ts [--subjects 2000] [--rounds 3] [--redis redis://…]`.
+//
+// Redis CPU per decision by how recently the decision's counters were used: the same decision shape
+// as bench:enforce (five dimensions, each a hash holding a 1-minute window of 12 buckets and a
+// 24-hour window of 96, and the usage event), over many subjects, with the clock driven so that each
+// pass meets its counters in a known state:
+//   - same bucket:      used a moment ago (the hot path of a busy key),
+//   - next bucket:      used in the previous 5 s bucket (a key called every few seconds),
+//   - idle 2 minutes:   the minute window has nothing left to count (a key used now and then),
+//   - idle 20 minutes:  the same, and the day window has moved on to a new bucket too,
+//   - busy all day:     same bucket, for subjects used every 15 minutes over the past 24 hours, so
+//                       each hash holds all 96 day buckets (~110 fields: Redis scans a hash kept as
+//                       a listpack field by field, see README, Benchmarks).
+// Figures are Redis's own accounting: the CPU time of its main thread (INFO cpu), which preemption by
+// other processes does not inflate, and INFO commandstats (µs inside EVALSHA, which it does; commands
+// run inside the script). Run it on an otherwise idle Redis: both are server-wide. Keys live under a random prefix and are removed at the end.
+import { randomBytes } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { type CheckRequest, createSlidingWindowLimiter, type LimitSpec } from '../src/limits/limiter.ts';
+import { deleteMatching } from '../src/redis/client.ts';
+import { RespClient } from '../src/redis/resp-client.ts';
+import { encodeUsageEvent } from '../src/usage/event.ts';
+
+const { values: argv } = parseArgs({
+  options: {
+    subjects: { type: 'string', default: '1000' },
+    rounds: { type: 'string', default: '3' },
+    redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+  },
+});
+const SUBJECTS = Number(argv.subjects);
+const ROUNDS = Number(argv.rounds);
+if (!Number.isSafeInteger(SUBJECTS) || SUBJECTS < 100 || !Number.isSafeInteger(ROUNDS) || ROUNDS < 1) {
+  console.error('--subjects must be an integer >= 100 and --rounds >= 1');
+  process.exit(2);
+}
+
+const DIMENSIONS = ['key', 'user', 'device', 'ip', 'asn'] as const;
+const MINUTE = 60_000;
+const prefix = `benchlim${randomBytes(4).toString('hex')}`;
+const stream = `{${prefix}:lim}:usage`;
+
+type Group = 'sporadic' | 'all-day';
+
+function request(group: Group, subject: number, now: number): CheckRequest {
+  const limits = DIMENSIONS.flatMap((d): LimitSpec[] => {
+    const key = `{${prefix}:lim}:${group}:${d}:${subject}`;
+    return [
+      { name: `${d}:1m`, key, slot: 'm', limit: 1e9, windowMs: MINUTE, buckets: 12 },
+      { name: `${d}:24h`, key, slot: 'd', limit: 1e9, windowMs: 86_400_000, buckets: 96 },
+    ];
+  });
+  const fields = encodeUsageEvent({
+    accountId: `acc_${subject}`,
+    keyId: `key_${subject}`,
+    at: now,
+    ip: `203.0.113.${subject % 250}`,
+    asn: 64_500,
+    fingerprint: `fp_${subject}`,
+    tlsFingerprint: null,
+    userAgent: 'python-requests/2.32.3',
+    endpoint: '/v1/chat/completions',
+    cost: 1,
+    decision: 'allow',
+    reason: null,
+    minhash: [],
+    sampled: true,
+  });
+  return {
+    now,
+    mode: 'enforce',
+    cost: 1,
+    limits,
+    event: { stream, maxLen: 100_000, fields, when: 'always' },
+  };
+}
+
+interface Stats {
+  /** µs inside EVALSHA (commandstats: wall time, so preemption on a busy machine counts too). */
+  usec: number;
+  /** CPU time of Redis's main thread, µs (networking and parsing included; preemption not). */
+  cpuUs: number;
+  calls: Map<string, number>;
+}
+
+async function stats(redis: Redis): Promise<Stats> {
+  const info = await redis.info('all');
+  const calls = new Map<string, number>();
+  let usec = 0;
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    calls.set(m[1]!, Number(m[2]));
+    if (m[1] === 'evalsha') usec = Number(m[3]);
+  }
+  const seconds = (field: string) => Number(new RegExp(`^${field}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  const cpuUs = (seconds('used_cpu_user_main_thread') + seconds('used_cpu_sys_main_thread')) * 1e6;
+  return { usec, cpuUs, calls };
+}
+
+const admin = new Redis(argv.redis, { lazyConnect: true, maxRetriesPerRequest: 1 });
+const client = new RespClient({ url: argv.redis, connectTimeoutMs: 2_000, commandTimeoutMs: 5_000 });
+const limiter = createSlidingWindowLimiter(client);
+
+interface PassResult {
+  usPerCall: number;
+  cpuPerCall: number;
+  commands: Map<string, number>;
+}
+
+/** Every subject of a group once at `now`, 32 calls in flight; returns Redis's figures for the pass. */
+async function pass(group: Group, now: number): Promise<PassResult> {
+  const before = await stats(admin);
+  for (let i = 0; i < SUBJECTS; i += 32) {
+    await Promise.all(
+      Array.from({ length: Math.min(32, SUBJECTS - i) }, (_, j) => limiter.check(request(group, i + j, now))),
+    );
+  }
+  const after = await stats(admin);
+  const evalsha = (after.calls.get('evalsha') ?? 0) - (before.calls.get('evalsha') ?? 0);
+  const commands = new Map<string, number>();
+  for (const [name, n] of after.calls) {
+    if (name === 'evalsha' || name === 'info') continue;
+    const d = n - (before.calls.get(name) ?? 0);
+    if (d > 0) commands.set(name, d / Math.max(1, evalsha));
+  }
+  const per = (us: number) => us / Math.max(1, evalsha);
+  return { usPerCall: per(after.usec - before.usec), cpuPerCall: per(after.cpuUs - before.cpuUs), commands };
+}
+
+const SHAPES = ['same bucket', 'next bucket', 'idle 2 minutes', 'idle 20 minutes', 'busy all day'] as const;
+type Shape = (typeof SHAPES)[number];
+
+try {
+  await Promise.all([admin.connect(), client.connect()]);
+  const version = /^redis_version:(.*)$/m.exec(await admin.info('server'))?.[1]?.trim();
+  console.log(
+    `[bench:limiter] Redis ${version}, ${SUBJECTS} subjects, ${ROUNDS} rounds, keys under ${prefix}`,
+  );
+  const results = new Map<Shape, PassResult[]>();
+  for (const shape of SHAPES) results.set(shape, []);
+  // A day-bucket boundary (15 min) sits well away from each round's start, so only the
+  // 20-minute gap crosses one; the clock moves forward across rounds, as a real one does.
+  let now = Date.now();
+  now = now - (now % 900_000) + 60_000;
+  console.log("[bench:limiter] filling the all-day subjects' day windows (96 passes)");
+  for (let t = now - 86_400_000 + 900_000; t < now; t += 900_000) await pass('all-day', t);
+  for (let round = 0; round < ROUNDS; round++) {
+    // Sets every subject's counters up (first round: creates the sporadic ones).
+    await pass('sporadic', now);
+    await pass('all-day', now);
+    now += 1_000;
+    results.get('same bucket')!.push(await pass('sporadic', now));
+    results.get('busy all day')!.push(await pass('all-day', now));
+    now = now - (now % 5_000) + 5_000 + 1_000;
+    results.get('next bucket')!.push(await pass('sporadic', now));
+    now += 2 * MINUTE;
+    results.get('idle 2 minutes')!.push(await pass('sporadic', now));
+    now += 20 * MINUTE;
+    results.get('idle 20 minutes')!.push(await pass('sporadic', now));
+    now = now - (now % 900_000) + 900_000 + 60_000;
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const table: Record<string, Record<string, string>> = {};
+  for (const shape of SHAPES) {
+    const runs = results.get(shape)!;
+    const names = new Set(runs.flatMap((r) => [...r.commands.keys()]));
+    const row: Record<string, string> = {
+      'Redis CPU µs (median)': median(runs.map((r) => r.cpuPerCall)).toFixed(1),
+      'per round': runs.map((r) => r.cpuPerCall.toFixed(1)).join(' / '),
+      'in script µs': median(runs.map((r) => r.usPerCall)).toFixed(1),
+    };
+    for (const name of [...names].sort()) {
+      row[name] = median(runs.map((r) => r.commands.get(name) ?? 0)).toFixed(2);
+    }
+    table[shape] = row;
+  }
+  console.log(
+    "\nPer decision: CPU of Redis's main thread (networking included), time inside the script" +
+      ' (commandstats), and the commands the script ran',
+  );
+  console.table(table);
+} finally {
+  client.disconnect();
+  if (admin.status === 'ready') {
+    await deleteMatching(admin, [`{${prefix}:lim}*`]);
+    admin.disconnect();
+  }
+}
