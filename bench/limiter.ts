@@ -8,9 +8,9 @@
 //   - next bucket:      used in the previous 5 s bucket (a key called every few seconds),
 //   - idle 2 minutes:   the minute window has nothing left to count (a key used now and then),
 //   - idle 20 minutes:  the same, and the day window has moved on to a new bucket too,
-//   - busy all day:     same bucket, for subjects used every 15 minutes over the past 24 hours, so
-//                       each hash holds all 96 day buckets (~110 fields: Redis scans a hash kept as
-//                       a listpack field by field, see README, Benchmarks).
+//   - busy all day:     same bucket, for subjects (a tenth as many) used every 45 s over the past
+//                       24 hours, so each hash holds all 96 day buckets (~110 fields: Redis scans
+//                       a hash kept as a listpack field by field, see sliding-window.lua).
 // Figures are Redis's own accounting: the CPU time of its main thread (INFO cpu), which preemption by
 // other processes does not inflate, and INFO commandstats (µs inside EVALSHA, which it does; commands
 // run inside the script). Run it on an otherwise idle Redis: both are server-wide. Keys live under a random prefix and are removed at the end.
@@ -107,13 +107,22 @@ interface PassResult {
   commands: Map<string, number>;
 }
 
-/** Every subject of a group once at `now`, 32 calls in flight; returns Redis's figures for the pass. */
-async function pass(group: Group, now: number): Promise<PassResult> {
+const BUSY_SUBJECTS = Math.max(10, Math.round(SUBJECTS / 10));
+const BUSY_EVERY = 45_000;
+
+/**
+ * Every subject of a group once at `now` (the busy group `times` over), 32 calls in flight;
+ * returns Redis's figures for the pass.
+ */
+async function pass(group: Group, now: number, times = 1): Promise<PassResult> {
+  const count = group === 'sporadic' ? SUBJECTS : BUSY_SUBJECTS;
   const before = await stats(admin);
-  for (let i = 0; i < SUBJECTS; i += 32) {
-    await Promise.all(
-      Array.from({ length: Math.min(32, SUBJECTS - i) }, (_, j) => limiter.check(request(group, i + j, now))),
-    );
+  for (let t = 0; t < times; t++) {
+    for (let i = 0; i < count; i += 32) {
+      await Promise.all(
+        Array.from({ length: Math.min(32, count - i) }, (_, j) => limiter.check(request(group, i + j, now))),
+      );
+    }
   }
   const after = await stats(admin);
   const evalsha = (after.calls.get('evalsha') ?? 0) - (before.calls.get('evalsha') ?? 0);
@@ -142,15 +151,21 @@ try {
   // 20-minute gap crosses one; the clock moves forward across rounds, as a real one does.
   let now = Date.now();
   now = now - (now % 900_000) + 60_000;
-  console.log("[bench:limiter] filling the all-day subjects' day windows (96 passes)");
-  for (let t = now - 86_400_000 + 900_000; t < now; t += 900_000) await pass('all-day', t);
+  // The busy subjects never leave their minute window idle: a call every 45 s up to `until`.
+  let busyAt = now - 86_400_000;
+  const keepBusy = async (until: number) => {
+    for (; busyAt + BUSY_EVERY < until; busyAt += BUSY_EVERY) await pass('all-day', busyAt + BUSY_EVERY);
+  };
+  console.log(`[bench:limiter] ${BUSY_SUBJECTS} busy subjects: a call every 45 s over 24 hours`);
+  await keepBusy(now);
   for (let round = 0; round < ROUNDS; round++) {
     // Sets every subject's counters up (first round: creates the sporadic ones).
     await pass('sporadic', now);
+    await keepBusy(now);
     await pass('all-day', now);
     now += 1_000;
     results.get('same bucket')!.push(await pass('sporadic', now));
-    results.get('busy all day')!.push(await pass('all-day', now));
+    results.get('busy all day')!.push(await pass('all-day', now, 10));
     now = now - (now % 5_000) + 5_000 + 1_000;
     results.get('next bucket')!.push(await pass('sporadic', now));
     now += 2 * MINUTE;

@@ -24,8 +24,9 @@ export interface LimitSpec {
   readonly key: string;
   /**
    * Where in the hash the window lives: its fields are `<slot>:<bucket>`, `<slot>:t`, `<slot>:o`
-   * (letters and digits; default '' = the bare names, for a window alone in its hash). Windows
-   * sharing a hash cost one read and one write for all of them instead of one each.
+   * and `<slot>:c` (letters and digits; default '' = the bare names, for a window alone
+   * in its hash). Windows sharing a hash cost one read and one write for all of them instead of one
+   * each.
    */
   readonly slot?: string;
   readonly limit: number;
@@ -89,8 +90,7 @@ interface SlotNames {
   p: string;
   o: string;
   t: string;
-  /** `<p><current>`, the same string while the bucket lasts. */
-  bucket(current: string): string;
+  c: string;
 }
 
 // A decision names 30 fields; built afresh each time, they were a good part of its garbage.
@@ -100,20 +100,7 @@ function slotNames(slot: string): SlotNames {
   let names = slotNameCache.get(slot);
   if (!names) {
     const p = slot === '' ? '' : `${slot}:`;
-    let lastCurrent = '';
-    let lastName = '';
-    names = {
-      p,
-      o: `${p}o`,
-      t: `${p}t`,
-      bucket(current) {
-        if (current !== lastCurrent) {
-          lastCurrent = current;
-          lastName = p + current;
-        }
-        return lastName;
-      },
-    };
+    names = { p, o: `${p}o`, t: `${p}t`, c: `${p}c` };
     if (slotNameCache.size > 1_000) slotNameCache.clear();
     slotNameCache.set(slot, names);
   }
@@ -177,7 +164,7 @@ function windowArgs(limits: readonly LimitSpec[], members: readonly number[]): s
     const names = slotNames(limits[j]!.slot ?? '');
     args[a++] = names.o;
     args[a++] = names.t;
-    args[a++] = names.bucket(currents[j]!);
+    args[a++] = names.c;
   }
   for (const j of members) {
     const spec = limits[j]!;
@@ -235,7 +222,10 @@ function encodeWindows(limits: readonly LimitSpec[], members: readonly number[])
 
 function encode(request: CheckRequest): Encoded {
   const { now, mode, cost, limits, event } = request;
-  if (!Number.isSafeInteger(now)) throw new RangeError('now must be an integer number of ms');
+  // Not before 1970: the script tells its stored bucket indexes from an older version's by sign.
+  if (!Number.isSafeInteger(now) || now < 0) {
+    throw new RangeError('now must be a non-negative integer number of ms');
+  }
   const problem = costProblem(cost);
   if (problem) throw new RangeError(problem);
   const n = limits.length;

@@ -34,9 +34,10 @@ export interface WindowSpec {
 }
 
 /**
- * Mirror of one Redis hash: bucket index → count, plus the running total (`t`) and the oldest
- * non-empty bucket (`o`). An absent hash is the empty window; a window whose total drops to 0 is
- * deleted rather than kept as an empty shell.
+ * What one window's Redis fields hold: bucket index → count, plus the running total (`t`) and the
+ * oldest non-empty bucket (`o`); the script keeps the newest bucket's count in a field of its own
+ * (`c`, see sliding-window.lua), which does not change these counts. An absent hash is the
+ * empty window; a window whose total drops to 0 is deleted rather than kept as an empty shell.
  */
 export interface WindowState {
   readonly counts: ReadonlyMap<number, number>;

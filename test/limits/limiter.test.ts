@@ -407,6 +407,7 @@ describe('sliding-window limiter', () => {
       ['no limits', enforce(0, [])],
       ['two limits on one hash', enforce(0, [good, { ...good, name: 'again' }])],
       ['fractional now', enforce(0.5, [good])],
+      ['now before 1970', enforce(-1, [good])],
       [
         'event without fields',
         { ...enforce(0, [good]), event: { stream: key('s'), maxLen: 10, fields: {}, when: 'always' } },

@@ -11,6 +11,7 @@ import {
   type LimitState,
   type Mode,
   type WindowSpec,
+  type WindowState,
 } from '../../src/limits/window.ts';
 import { deleteMatching } from '../../src/redis/client.ts';
 
@@ -91,16 +92,41 @@ function expected(decision: Decision, limits: readonly LimitSpec[]): CheckResult
     : { admitted: decision.admitted, violated, limits: results };
 }
 
-function hashOf(state: LimitState, slot = ''): Record<string, string> {
+/**
+ * A window as its hash fields hold it (see sliding-window.lua): bucket b counts field <b>, or `c`
+ * when b is the newest bucket, packed into `o` with the oldest as -(oldest * 1024 + newest - oldest)
+ * - 1; a plain `o` is an older version's, every bucket under its own field. Fields of other slots
+ * are left alone; anything of this slot that is neither a bucket nor o, t or c is stray.
+ */
+function windowOf(hash: Record<string, string>, slot = ''): { window: WindowState; stray: string[] } {
   const p = slot === '' ? '' : `${slot}:`;
-  const hash: Record<string, string> = {};
-  for (const [bucket, count] of state.window.counts) hash[`${p}${bucket}`] = String(count);
-  if (state.window.oldest !== null) {
-    hash[`${p}o`] = String(state.window.oldest);
-    hash[`${p}t`] = String(state.window.total);
+  const counts = new Map<number, number>();
+  const stray: string[] = [];
+  for (const [name, value] of Object.entries(hash)) {
+    if (p !== '' && !name.startsWith(p)) continue;
+    const rest = name.slice(p.length);
+    if (/^\d+$/.test(rest)) counts.set(Number(rest), Number(value));
+    else if (!['o', 't', 'c'].includes(rest)) stray.push(name);
   }
-  return hash;
+  let oldest: number | null = null;
+  const packed = hash[`${p}o`];
+  if (packed !== undefined && Number(packed) < 0) {
+    const v = -Number(packed) - 1;
+    oldest = Math.floor(v / 1024);
+    const hot = Number(hash[`${p}c`] ?? 0);
+    if (hot > 0) {
+      const newest = oldest + (v % 1024);
+      if (counts.has(newest)) stray.push(`${p}${newest}`);
+      counts.set(newest, hot);
+    }
+  } else if (packed !== undefined) {
+    oldest = Number(packed);
+    if (hash[`${p}c`] !== undefined) stray.push(`${p}c`);
+  }
+  return { window: { counts, total: Number(hash[`${p}t`] ?? 0), oldest }, stray };
 }
+
+const sortedCounts = (w: WindowState) => [...w.counts].sort(([a], [b]) => a - b);
 
 interface Applied {
   readonly now: number;
@@ -132,8 +158,19 @@ async function runAgainstRedis(scenario: Scenario, runPrefix: string): Promise<A
     // window needs (W + B), and not at all once every window in it is empty.
     for (const key of new Set(limits.map((l) => l.key))) {
       const members = [...limits.entries()].filter(([, l]) => l.key === key);
-      const want = Object.assign({}, ...members.map(([k, l]) => hashOf(state[k]!, l.slot)));
-      expect(await redis.hgetall(key)).toEqual(want);
+      const hash = await redis.hgetall(key);
+      for (const [k, l] of members) {
+        const { window, stray } = windowOf(hash, l.slot);
+        expect(stray).toEqual([]);
+        const model = state[k]!.window;
+        expect({ ...window, counts: sortedCounts(window) }).toEqual({
+          ...model,
+          counts: sortedCounts(model),
+        });
+        // An empty window leaves nothing behind.
+        const p = l.slot === undefined ? '' : `${l.slot}:`;
+        if (model.oldest === null) expect(Object.keys(hash).filter((f) => f.startsWith(p))).toEqual([]);
+      }
       const ttl = await redis.pttl(key);
       if (members.every(([k]) => state[k]!.window.oldest === null)) expect(ttl).toBe(-2);
       else expect(ttl).toBeGreaterThan(0);
@@ -240,14 +277,17 @@ describe('sliding window: key lifetime', () => {
       const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(longest - 1_000);
       expect(ttl).toBeLessThanOrEqual(first - 20);
+      // The newest bucket's count sits in `c` (its index packed into `o`); the one before moved
+      // to its own field.
+      const packed = (oldest: number, newest: number) => String(-(oldest * 1024 + newest - oldest) - 1);
       expect(await redis.hgetall(key)).toEqual({
-        'm:o': String(start / 10_000),
+        'm:o': packed(start / 10_000, start / 10_000 + 2),
         'm:t': '2',
+        'm:c': '1',
         [`m:${start / 10_000}`]: '1',
-        [`m:${start / 10_000 + 2}`]: '1',
-        'd:o': String(start / 3_600_000),
+        'd:o': packed(start / 3_600_000, start / 3_600_000),
         'd:t': '2',
-        [`d:${start / 3_600_000}`]: '2',
+        'd:c': '2',
       });
     } finally {
       await redis.del(key);
@@ -272,6 +312,81 @@ describe('sliding window: key lifetime', () => {
       const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(first - 20);
       expect(ttl).toBeLessThanOrEqual(longest);
+    } finally {
+      await redis.del(key);
+    }
+  });
+
+  it('reads hashes written before the newest bucket was kept apart', async () => {
+    const limiter = createSlidingWindowLimiter(redis);
+    const key = `${PREFIX}layout`;
+    const spec: LimitSpec = { name: 'm', key, slot: 'm', limit: 10, windowMs: 60_000, buckets: 6 };
+    const start = 1_700_000_000_000;
+    const b = start / 10_000;
+    const check = async (now: number) =>
+      (await limiter.check({ now, mode: 'enforce', cost: 1, limits: [spec] })).limits[0]!.used;
+    try {
+      // Three calls in bucket b and two in b + 1, every count under its bucket's own field.
+      await redis.hset(key, { 'm:o': String(b), 'm:t': '5', [`m:${b}`]: '3', [`m:${b + 1}`]: '2' });
+      expect(await check(start + 15_000)).toBe(6);
+      expect(await check(start + 25_000)).toBe(7);
+      // Bucket b leaves the window: its 3 go, b + 1 keeps 2 + 1 across its field and `c`.
+      expect(await check(start + 70_000)).toBe(5);
+      expect(windowOf(await redis.hgetall(key), 'm').window).toEqual({
+        oldest: b + 1,
+        total: 5,
+        counts: new Map([
+          [b + 1, 3],
+          [b + 2, 1],
+          [b + 7, 1],
+        ]),
+      });
+      // Every old bucket expires, the old layout's included.
+      expect(await check(start + 140_000)).toBe(1);
+      expect(await redis.hgetall(key)).toEqual({
+        'm:o': String(-((b + 14) * 1024) - 1),
+        'm:t': '1',
+        'm:c': '1',
+      });
+    } finally {
+      await redis.del(key);
+    }
+  });
+
+  it('keeps an old hash in its old form while it holds a bucket ahead of the clock', async () => {
+    const limiter = createSlidingWindowLimiter(redis);
+    const key = `${PREFIX}layout-ahead`;
+    const spec: LimitSpec = { name: 'm', key, slot: 'm', limit: 10, windowMs: 60_000, buckets: 6 };
+    const start = 1_700_000_000_000;
+    const b = start / 10_000;
+    const check = async (now: number) =>
+      (await limiter.check({ now, mode: 'enforce', cost: 1, limits: [spec] })).limits[0]!.used;
+    try {
+      // A caller with a clock 20 s ahead already counted in bucket b + 2.
+      await redis.hset(key, { 'm:o': String(b), 'm:t': '2', [`m:${b}`]: '1', [`m:${b + 2}`]: '1' });
+      expect(await check(start + 15_000)).toBe(3);
+      expect(await redis.hmget(key, 'm:o', 'm:c', `m:${b + 1}`)).toEqual([String(b), null, '1']);
+      // Once the clock reaches that bucket, its count moves into `c`; the next bucket moves it back.
+      expect(await check(start + 25_000)).toBe(4);
+      expect(await redis.hmget(key, 'm:o', 'm:c', `m:${b + 2}`)).toEqual([
+        String(-(b * 1024 + 2) - 1),
+        '2',
+        null,
+      ]);
+      expect(await check(start + 35_000)).toBe(5);
+      expect(windowOf(await redis.hgetall(key), 'm')).toEqual({
+        window: {
+          oldest: b,
+          total: 5,
+          counts: new Map([
+            [b, 1],
+            [b + 1, 1],
+            [b + 2, 2],
+            [b + 3, 1],
+          ]),
+        },
+        stray: [],
+      });
     } finally {
       await redis.del(key);
     }

@@ -4,9 +4,19 @@
   the two must agree (test/limits/window.property.test.ts).
 
   Several windows may share one hash (the minute and the day window of one dimension, say), each
-  under its own slot: its fields are then `<slot>:o`, `<slot>:t` and `<slot>:<bucket index>`. A
-  window with the empty slot uses the bare names `o`, `t` and `<bucket index>`. Sharing a hash is
+  under its own slot: its fields are then `<slot>:o`, `<slot>:t`, `<slot>:c` and
+  `<slot>:<bucket index>`. A window with the empty slot uses the bare names. Sharing a hash is
   what keeps a decision cheap: one HMGET and one HSET per hash, however many windows it holds.
+
+  The newest bucket i is kept apart: its count in `c`, its index packed into `o` with the oldest
+  bucket, as -(oldest * 1024 + (i - oldest)) - 1 (i - oldest <= N <= 1000; negative, so it cannot
+  be taken for the plain index an older version wrote there). Bucket b counts field <b>, or `c`
+  when b = i (which then has no field of its own); a new newest bucket moves `c` to its field.
+  Why: a small hash is a listpack, which Redis searches field by field from its start, and a day
+  window of 96 buckets makes it ~110 fields long. New fields go to its end, so reading and writing
+  the current bucket by its index scanned the whole hash four times per window and call, while
+  `o`, `t` and `c` are written first and stay near the start. A window written by an older
+  version (a plain `o`, no `c`) is read as it is and moves to this form at its next new bucket.
 
   This runs on every API call, and in Redis's Lua every table and every string built here (a
   concatenation, a format, a tostring) costs several times what one more argument does. So the
@@ -24,6 +34,7 @@
     Input:
       KEYS[1..h]      the hashes; per window: field <slot:>bucket index = count,
                       <slot:>t = total of the live buckets, <slot:>o = oldest non-empty bucket
+                      and newest bucket (packed, above), <slot:>c = the newest bucket's count
       KEYS[h + 1]     usage stream (present only when ARGV[5] is not '')
 
       ARGV[1]         n, the number of windows
@@ -35,8 +46,8 @@
       ARGV[6]         stream MAXLEN, approximate (~)
       ARGV[7]         h, the number of hashes
       ARGV[8 ..]      per hash, in KEYS order: m, the number of its windows (at least 1); then
-                      for each of them the field names <prefix>o, <prefix>t and
-                      <prefix><current bucket index>; then for each of them limit, windowMs,
+                      for each of them the field names <prefix>o, <prefix>t and <prefix>c; then
+                      for each of them limit, windowMs,
                       buckets (windowMs a multiple of it), the current bucket index
                       ⌊now / (windowMs / buckets)⌋ and the field prefix ('' or '<slot>:').
                       Windows are numbered 1..n in this order.
@@ -67,6 +78,7 @@
 
 local rcall = redis.call
 local tonumber = tonumber
+local floor = math.floor
 
 local n = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
@@ -82,7 +94,7 @@ end
 
 -- A window's state, in an array (one allocation; named slots would cost a hash insert each).
 local HASH, LIMIT, WINDOW_MS, BUCKETS, WIDTH, CURRENT, PREFIX, NAMES = 1, 2, 3, 4, 5, 6, 7, 8
-local OLDEST, TOTAL, CURRENT_COUNT, DIRTY, USED_BEFORE = 9, 10, 11, 12, 13
+local OLDEST, TOTAL, DIRTY, USED_BEFORE, HOT, HOT_COUNT, HOT_DIRTY, LEGACY = 9, 10, 11, 12, 13, 14, 15, 16
 
 -- Field names as integers, on the rare paths: tostring would switch to exponent notation past 14
 -- digits.
@@ -114,9 +126,22 @@ for g = 1, h do
     local width = windowMs / buckets
     if windowMs + width > ttl then ttl = windowMs + width end
     local total = tonumber(values[3 * i - 1]) or 0
+    local packed = tonumber(values[3 * i - 2])
+    local hotCount = tonumber(values[3 * i]) or 0
+    local oldest, hot, legacy = packed, nil, false
+    if packed == nil then
+      hotCount = 0
+    elseif packed < 0 then
+      local v = -packed - 1
+      oldest = floor(v / 1024)
+      if hotCount > 0 then hot = oldest + v % 1024 end
+    else
+      -- Written by an older version: every bucket under its own field.
+      legacy, hotCount = true, 0
+    end
     windows[#windows + 1] = {
       g, limit, windowMs, buckets, width, current, ARGV[a + 4], names + 3 * (i - 1),
-      tonumber(values[3 * i - 2]), total, tonumber(values[3 * i]), false, total
+      oldest, total, false, total, hot, hotCount, false, legacy
     }
   end
   hashOf[g] = { #windows - m + 1, #windows, ttl }
@@ -124,18 +149,49 @@ for g = 1, h do
 end
 if #windows ~= n then return -1 end
 
--- Forgets a window: its buckets from..to (every field it can hold there) and its `o` and `t`.
+-- Forgets a window: its buckets from..to (every field it can hold there), `o`, `t` and `c`.
 -- A hash that holds only this window goes at once.
 local function clearWindow(w, from, to)
   local hash = hashOf[w[HASH]]
   if hash[1] == hash[2] then
     rcall('DEL', KEYS[w[HASH]])
   else
-    local names = { ARGV[w[NAMES]], ARGV[w[NAMES] + 1] }
+    local at = w[NAMES]
+    local names = { ARGV[at], ARGV[at + 1], ARGV[at + 2] }
     for b = from, to do names[#names + 1] = field(w, b) end
     rcall('HDEL', KEYS[w[HASH]], unpack(names))
   end
-  w[OLDEST], w[TOTAL], w[CURRENT_COUNT] = nil, 0, nil
+  w[OLDEST], w[TOTAL], w[HOT], w[HOT_COUNT], w[HOT_DIRTY], w[LEGACY] = nil, 0, nil, 0, false, false
+  w[DIRTY] = false
+end
+
+-- `o` as stored: the oldest and the newest bucket (a window still in the older form: the oldest).
+local function packedOldest(w)
+  if w[LEGACY] then return w[OLDEST] end
+  local d = 0
+  if w[HOT] ~= nil and w[HOT_COUNT] > 0 then d = w[HOT] - w[OLDEST] end
+  return -(w[OLDEST] * 1024 + d) - 1
+end
+
+-- For a window in the older form: whether it holds a bucket newer than `bucket` (a caller whose
+-- clock ran ahead), which keeps it in that form for now, since `c` may only hold the newest bucket.
+-- Otherwise `bucket`'s own count, to be carried into `c`, is left in w[LEGACY]. Once per window, at
+-- its first new bucket after an upgrade.
+local function spilled(w, g, bucket)
+  local names = {}
+  for b = bucket, w[OLDEST] + w[BUCKETS] do names[#names + 1] = field(w, b) end
+  local counts = rcall('HMGET', KEYS[g], unpack(names))
+  for i = 2, #names do
+    if counts[i] then return true end
+  end
+  w[LEGACY] = tonumber(counts[1]) or 0
+  return false
+end
+
+-- The part of bucket b's count held in `c`.
+local function hotPart(w, b)
+  if w[HOT] == b then return w[HOT_COUNT] end
+  return 0
 end
 
 for k = 1, n do
@@ -161,6 +217,12 @@ for k = 1, n do
           total = total - tonumber(counts[i])
           gone[#gone + 1] = walked[i]
         end
+        local hot = hotPart(w, oldest + i - 1)
+        if hot > 0 then
+          -- Only when every bucket goes (`i` is the newest), but kept exact whatever the state.
+          total = total - hot
+          w[HOT], w[HOT_COUNT], w[HOT_DIRTY], w[DIRTY] = nil, 0, true, true
+        end
       end
       if total <= 0 then
         clearWindow(w, oldest, cutoff)
@@ -168,7 +230,7 @@ for k = 1, n do
         if #gone > 0 then rcall('HDEL', key, unpack(gone)) end
         w[TOTAL] = total
         local last = oldest + w[BUCKETS]
-        if counts[#walked] then
+        if counts[#walked] or hotPart(w, cutoff) > 0 then
           w[OLDEST] = cutoff
           w[DIRTY] = true
         else
@@ -178,7 +240,7 @@ for k = 1, n do
           if #rest > 0 then
             local more = rcall('HMGET', key, unpack(rest))
             for i = 1, #rest do
-              if more[i] then
+              if more[i] or hotPart(w, cutoff + i) > 0 then
                 found = cutoff + i
                 break
               end
@@ -225,37 +287,58 @@ for g = 1, h do
       -- A skewed, earlier `now` must not write below `oldest`: that field would never be walked.
       local bucket = w[CURRENT]
       if w[OLDEST] ~= nil and w[OLDEST] > bucket then bucket = w[OLDEST] end
-      local opened
-      if bucket == w[CURRENT] then
-        opened = w[CURRENT_COUNT] == nil
-        writes[#writes + 1] = ARGV[names + 2]
-        writes[#writes + 1] = (w[CURRENT_COUNT] or 0) + cost
+      local opened = false
+      local hot = w[HOT]
+      if hot ~= nil and bucket == hot then
+        -- The usual call: the newest bucket grows, in `c`.
+        w[HOT_COUNT] = w[HOT_COUNT] + cost
+      elseif (hot == nil or bucket > hot) and not (w[LEGACY] and spilled(w, g, bucket)) then
+        -- A new newest bucket: the last one's count moves to its own field (which it did not have
+        -- while in `c`), once a bucket.
+        local carried = 0
+        if hot ~= nil then
+          writes[#writes + 1] = field(w, hot)
+          writes[#writes + 1] = w[HOT_COUNT]
+        elseif w[LEGACY] then
+          carried = w[LEGACY]
+          if carried > 0 then rcall('HDEL', KEYS[g], field(w, bucket)) end
+          w[LEGACY] = false
+        end
+        w[HOT], w[HOT_COUNT] = bucket, carried + cost
+        w[DIRTY] = true -- `o` holds the newest bucket too
+        opened = carried == 0
       else
+        -- A skewed, earlier `now` below the newest bucket, or a window still in the older form:
+        -- straight to the bucket's own field.
         opened = tonumber(rcall('HINCRBY', KEYS[g], field(w, bucket), cost)) == cost
       end
+      if w[HOT] ~= nil and w[HOT] == bucket then w[HOT_DIRTY] = true end
       if opened then
         if w[WINDOW_MS] + w[WIDTH] > freshNeed then freshNeed = w[WINDOW_MS] + w[WIDTH] end
       elseif w[WINDOW_MS] > covered then
         covered = w[WINDOW_MS]
       end
       w[TOTAL] = w[TOTAL] + cost
-      writes[#writes + 1] = ARGV[names + 1]
-      writes[#writes + 1] = w[TOTAL]
       if w[OLDEST] == nil then
         w[OLDEST] = bucket
-        writes[#writes + 1] = ARGV[names]
-        writes[#writes + 1] = bucket
-      elseif w[DIRTY] then
-        writes[#writes + 1] = ARGV[names]
-        writes[#writes + 1] = w[OLDEST]
+        w[DIRTY] = true
       end
-    elseif w[DIRTY] then
-      -- Expiry moved `o` and `t`: they are written back, consumed or not.
+    end
+    -- `c`, `t` and `o` in that order: a hash's first write puts them at its start.
+    if w[HOT_DIRTY] then
       writes = writes or {}
-      writes[#writes + 1] = ARGV[names]
-      writes[#writes + 1] = w[OLDEST]
+      writes[#writes + 1] = ARGV[names + 2]
+      writes[#writes + 1] = w[HOT_COUNT]
+    end
+    if consume or w[DIRTY] then
+      -- Expiry moved `o` and `t` (or emptied `c`): they are written back, consumed or not.
+      writes = writes or {}
       writes[#writes + 1] = ARGV[names + 1]
       writes[#writes + 1] = w[TOTAL]
+    end
+    if w[DIRTY] then
+      writes[#writes + 1] = ARGV[names]
+      writes[#writes + 1] = packedOldest(w)
     end
   end
   if writes then rcall('HSET', KEYS[g], unpack(writes)) end
@@ -272,6 +355,7 @@ local function msUntilAtMost(w, target)
   for _ = 0, w[BUCKETS] do
     local count = rcall('HGET', KEYS[w[HASH]], field(w, bucket))
     if count then freed = freed + tonumber(count) end
+    freed = freed + hotPart(w, bucket)
     if freed >= need then break end
     bucket = bucket + 1
   end
