@@ -15,7 +15,8 @@
   Why: a small hash is a listpack, which Redis searches field by field from its start, and a day
   window of 96 buckets makes it ~110 fields long. New fields go to its end, so reading and writing
   the current bucket by its index scanned the whole hash four times per window and call, while
-  `o`, `t` and `c` are written first and stay near the start. A window written by an older
+  `o`, `t` and `c` are written first and stay near the start: a window emptied in a shared hash
+  keeps them in place, with `t` = 0 (which is what marks it empty). A window written by an older
   version (a plain `o`, no `c`) is read as it is and moves to this form at its next new bucket.
 
   This runs on every API call, and in Redis's Lua every table and every string built here (a
@@ -95,6 +96,7 @@ end
 -- A window's state, in an array (one allocation; named slots would cost a hash insert each).
 local HASH, LIMIT, WINDOW_MS, BUCKETS, WIDTH, CURRENT, PREFIX, NAMES = 1, 2, 3, 4, 5, 6, 7, 8
 local OLDEST, TOTAL, DIRTY, USED_BEFORE, HOT, HOT_COUNT, HOT_DIRTY, LEGACY = 9, 10, 11, 12, 13, 14, 15, 16
+local CLEARED = 17
 
 -- Field names as integers, on the rare paths: tostring would switch to exponent notation past 14
 -- digits.
@@ -129,8 +131,9 @@ for g = 1, h do
     local packed = tonumber(values[3 * i - 2])
     local hotCount = tonumber(values[3 * i]) or 0
     local oldest, hot, legacy = packed, nil, false
-    if packed == nil then
-      hotCount = 0
+    if packed == nil or total == 0 then
+      -- Empty (a window emptied in a shared hash keeps its `o`, `t` = 0 and `c` = 0 in place).
+      oldest, hotCount = nil, 0
     elseif packed < 0 then
       local v = -packed - 1
       oldest = floor(v / 1024)
@@ -141,7 +144,7 @@ for g = 1, h do
     end
     windows[#windows + 1] = {
       g, limit, windowMs, buckets, width, current, ARGV[a + 4], names + 3 * (i - 1),
-      oldest, total, false, total, hot, hotCount, false, legacy
+      oldest, total, false, total, hot, hotCount, false, legacy, false
     }
   end
   hashOf[g] = { #windows - m + 1, #windows, ttl }
@@ -149,17 +152,21 @@ for g = 1, h do
 end
 if #windows ~= n then return -1 end
 
--- Forgets a window: its buckets from..to (every field it can hold there), `o`, `t` and `c`.
--- A hash that holds only this window goes at once.
+-- Forgets a window: its buckets from..to (every field it can hold there; below the newest
+-- bucket, which has none). A hash that holds only this window goes at once; in a shared hash `o`,
+-- `t` and `c` stay where they are, near its start, and `t` = 0 marks the window empty.
 local function clearWindow(w, from, to)
   local hash = hashOf[w[HASH]]
   if hash[1] == hash[2] then
     rcall('DEL', KEYS[w[HASH]])
   else
-    local at = w[NAMES]
-    local names = { ARGV[at], ARGV[at + 1], ARGV[at + 2] }
-    for b = from, to do names[#names + 1] = field(w, b) end
-    rcall('HDEL', KEYS[w[HASH]], unpack(names))
+    if w[HOT] ~= nil and w[HOT_COUNT] > 0 and w[HOT] <= to then to = w[HOT] - 1 end
+    if from <= to then
+      local names = {}
+      for b = from, to do names[#names + 1] = field(w, b) end
+      rcall('HDEL', KEYS[w[HASH]], unpack(names))
+    end
+    w[CLEARED] = true
   end
   w[OLDEST], w[TOTAL], w[HOT], w[HOT_COUNT], w[HOT_DIRTY], w[LEGACY] = nil, 0, nil, 0, false, false
   w[DIRTY] = false
@@ -325,12 +332,12 @@ for g = 1, h do
       end
     end
     -- `c`, `t` and `o` in that order: a hash's first write puts them at its start.
-    if w[HOT_DIRTY] then
+    if w[HOT_DIRTY] or (w[CLEARED] and not consume) then
       writes = writes or {}
       writes[#writes + 1] = ARGV[names + 2]
       writes[#writes + 1] = w[HOT_COUNT]
     end
-    if consume or w[DIRTY] then
+    if consume or w[DIRTY] or w[CLEARED] then
       -- Expiry moved `o` and `t` (or emptied `c`): they are written back, consumed or not.
       writes = writes or {}
       writes[#writes + 1] = ARGV[names + 1]
