@@ -1,4 +1,5 @@
-// Limiter benchmark: `tsx bench/limiter.ts [--subjects 2000] [--rounds 3] [--redis redis://…]`.
+// Limiter benchmark: `tsx bench/limiter.ts [--subjects 1000] [--rounds 3] [--redis redis://…]
+// [--callgrind]`.
 //
 // Redis CPU per decision by how recently the decision's counters were used: the same decision shape
 // as bench:enforce (five dimensions, each a hash holding a 1-minute window of 12 buckets and a
@@ -13,24 +14,36 @@
 //                       a hash kept as a listpack field by field, see sliding-window.lua).
 // Figures are Redis's own accounting: the CPU time of its main thread (INFO cpu), which preemption by
 // other processes does not inflate, and INFO commandstats (µs inside EVALSHA, which it does; commands
-// run inside the script). Run it on an otherwise idle Redis: both are server-wide. Keys live under a random prefix and are removed at the end.
+// run inside the script). Run it on an otherwise idle Redis: both are server-wide.
+//
+// On a shared or virtual machine those CPU figures move by 20% from run to run. `--callgrind` runs
+// its own redis-server under valgrind's callgrind and reports the instructions Redis executed per
+// decision instead, which are the same from run to run whatever else the machine does (and about
+// 50 times slower to get: it defaults to 100 subjects and one round). Needs valgrind. Keys live under a random prefix and are removed at the end.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { type CheckRequest, createSlidingWindowLimiter, type LimitSpec } from '../src/limits/limiter.ts';
 import { deleteMatching } from '../src/redis/client.ts';
 import { RespClient } from '../src/redis/resp-client.ts';
-import { encodeUsageEvent } from '../src/usage/event.ts';
+import { sampleEventFields } from './lib/enforce-script-floor.ts';
 
 const { values: argv } = parseArgs({
   options: {
-    subjects: { type: 'string', default: '1000' },
-    rounds: { type: 'string', default: '3' },
+    subjects: { type: 'string' },
+    rounds: { type: 'string' },
     redis: { type: 'string', default: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+    callgrind: { type: 'boolean', default: false },
   },
 });
-const SUBJECTS = Number(argv.subjects);
-const ROUNDS = Number(argv.rounds);
+const CALLGRIND = argv.callgrind;
+const SUBJECTS = Number(argv.subjects ?? (CALLGRIND ? 100 : 1000));
+const ROUNDS = Number(argv.rounds ?? (CALLGRIND ? 1 : 3));
 if (!Number.isSafeInteger(SUBJECTS) || SUBJECTS < 100 || !Number.isSafeInteger(ROUNDS) || ROUNDS < 1) {
   console.error('--subjects must be an integer >= 100 and --rounds >= 1');
   process.exit(2);
@@ -51,22 +64,7 @@ function request(group: Group, subject: number, now: number): CheckRequest {
       { name: `${d}:24h`, key, slot: 'd', limit: 1e9, windowMs: 86_400_000, buckets: 96 },
     ];
   });
-  const fields = encodeUsageEvent({
-    accountId: `acc_${subject}`,
-    keyId: `key_${subject}`,
-    at: now,
-    ip: `203.0.113.${subject % 250}`,
-    asn: 64_500,
-    fingerprint: `fp_${subject}`,
-    tlsFingerprint: null,
-    userAgent: 'python-requests/2.32.3',
-    endpoint: '/v1/chat/completions',
-    cost: 1,
-    decision: 'allow',
-    reason: null,
-    minhash: [],
-    sampled: true,
-  });
+  const fields = sampleEventFields(subject, subject, now);
   return {
     now,
     mode: 'enforce',
@@ -97,26 +95,102 @@ async function stats(redis: Redis): Promise<Stats> {
   return { usec, cpuUs, calls };
 }
 
-const admin = new Redis(argv.redis, { lazyConnect: true, maxRetriesPerRequest: 1 });
-const client = new RespClient({ url: argv.redis, connectTimeoutMs: 2_000, commandTimeoutMs: 5_000 });
+/** A redis-server of our own under callgrind, counting instructions between zero and dump. */
+interface Callgrind {
+  child: ChildProcess;
+  dir: string;
+  url: string;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (address === null || typeof address === 'string') throw new Error('no free port');
+  return address.port;
+}
+
+async function startCallgrind(): Promise<Callgrind> {
+  try {
+    execFileSync('callgrind_control', ['--version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('--callgrind needs valgrind (callgrind_control was not found)');
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-callgrind-'));
+  const port = await freePort();
+  const child = spawn(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      `--callgrind-out-file=${join(dir, 'cg.out')}`,
+      'redis-server',
+      '--port',
+      String(port),
+    ].concat(['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]),
+    { stdio: 'ignore' },
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {}); // refused until valgrind has started the server: retried below
+  try {
+    for (let waited = 0; ; waited += 500) {
+      try {
+        await probe.connect();
+        await probe.ping();
+        break;
+      } catch (err) {
+        if (waited > 60_000 || child.exitCode !== null) {
+          child.kill('SIGKILL');
+          rmSync(dir, { recursive: true, force: true });
+          throw new Error(`redis-server under valgrind: ${err}`);
+        }
+        probe.disconnect();
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+  } finally {
+    probe.disconnect();
+  }
+  return { child, dir, url };
+}
+
+/** Instructions the server ran since the last call (callgrind_control zeroes after each dump). */
+function dumpInstructions(cg: Callgrind): number {
+  execFileSync('callgrind_control', ['-d', String(cg.child.pid)], { stdio: 'ignore' });
+  let total = 0;
+  for (const file of readdirSync(cg.dir).filter((f) => /^cg\.out\.\d+$/.test(f))) {
+    const text = readFileSync(join(cg.dir, file), 'utf8');
+    total += Number((/^summary:\s+(\d+)/m.exec(text) ?? /^totals:\s+(\d+)/m.exec(text))?.[1] ?? 0);
+    rmSync(join(cg.dir, file));
+  }
+  return total;
+}
+
+const callgrind = CALLGRIND ? await startCallgrind() : null;
+const redisUrl = callgrind?.url ?? argv.redis;
+const admin = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+const client = new RespClient({
+  url: redisUrl,
+  connectTimeoutMs: 2_000,
+  commandTimeoutMs: callgrind ? 60_000 : 5_000,
+});
 const limiter = createSlidingWindowLimiter(client);
 
 interface PassResult {
   usPerCall: number;
   cpuPerCall: number;
+  /** With --callgrind: instructions Redis ran per decision. */
+  instructions: number;
   commands: Map<string, number>;
 }
 
 const BUSY_SUBJECTS = Math.max(10, Math.round(SUBJECTS / 10));
 const BUSY_EVERY = 45_000;
 
-/**
- * Every subject of a group once at `now` (the busy group `times` over), 32 calls in flight;
- * returns Redis's figures for the pass.
- */
-async function pass(group: Group, now: number, times = 1): Promise<PassResult> {
+/** Every subject of a group once at `now`, `times` over, 32 calls in flight. */
+async function pass(group: Group, now: number, times = 1): Promise<void> {
   const count = group === 'sporadic' ? SUBJECTS : BUSY_SUBJECTS;
-  const before = await stats(admin);
   for (let t = 0; t < times; t++) {
     for (let i = 0; i < count; i += 32) {
       await Promise.all(
@@ -124,6 +198,14 @@ async function pass(group: Group, now: number, times = 1): Promise<PassResult> {
       );
     }
   }
+}
+
+/** A pass, with Redis's figures for it. */
+async function measure(group: Group, now: number, times = 1): Promise<PassResult> {
+  const before = await stats(admin);
+  if (callgrind) dumpInstructions(callgrind);
+  await pass(group, now, times);
+  const instructions = callgrind ? dumpInstructions(callgrind) : 0;
   const after = await stats(admin);
   const evalsha = (after.calls.get('evalsha') ?? 0) - (before.calls.get('evalsha') ?? 0);
   const commands = new Map<string, number>();
@@ -133,7 +215,12 @@ async function pass(group: Group, now: number, times = 1): Promise<PassResult> {
     if (d > 0) commands.set(name, d / Math.max(1, evalsha));
   }
   const per = (us: number) => us / Math.max(1, evalsha);
-  return { usPerCall: per(after.usec - before.usec), cpuPerCall: per(after.cpuUs - before.cpuUs), commands };
+  return {
+    usPerCall: per(after.usec - before.usec),
+    cpuPerCall: per(after.cpuUs - before.cpuUs),
+    instructions: per(instructions),
+    commands,
+  };
 }
 
 const SHAPES = ['same bucket', 'next bucket', 'idle 2 minutes', 'idle 20 minutes', 'busy all day'] as const;
@@ -164,14 +251,14 @@ try {
     await keepBusy(now);
     await pass('all-day', now);
     now += 1_000;
-    results.get('same bucket')!.push(await pass('sporadic', now));
-    results.get('busy all day')!.push(await pass('all-day', now, 10));
+    results.get('same bucket')!.push(await measure('sporadic', now));
+    results.get('busy all day')!.push(await measure('all-day', now, 10));
     now = now - (now % 5_000) + 5_000 + 1_000;
-    results.get('next bucket')!.push(await pass('sporadic', now));
+    results.get('next bucket')!.push(await measure('sporadic', now));
     now += 2 * MINUTE;
-    results.get('idle 2 minutes')!.push(await pass('sporadic', now));
+    results.get('idle 2 minutes')!.push(await measure('sporadic', now));
     now += 20 * MINUTE;
-    results.get('idle 20 minutes')!.push(await pass('sporadic', now));
+    results.get('idle 20 minutes')!.push(await measure('sporadic', now));
     now = now - (now % 900_000) + 900_000 + 60_000;
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -179,19 +266,24 @@ try {
   for (const shape of SHAPES) {
     const runs = results.get(shape)!;
     const names = new Set(runs.flatMap((r) => [...r.commands.keys()]));
-    const row: Record<string, string> = {
-      'Redis CPU µs (median)': median(runs.map((r) => r.cpuPerCall)).toFixed(1),
-      'per round': runs.map((r) => r.cpuPerCall.toFixed(1)).join(' / '),
-      'in script µs': median(runs.map((r) => r.usPerCall)).toFixed(1),
-    };
+    const row: Record<string, string> = callgrind
+      ? { 'k instructions (median)': (median(runs.map((r) => r.instructions)) / 1000).toFixed(1) }
+      : {
+          'Redis CPU µs (median)': median(runs.map((r) => r.cpuPerCall)).toFixed(1),
+          'per round': runs.map((r) => r.cpuPerCall.toFixed(1)).join(' / '),
+          'in script µs': median(runs.map((r) => r.usPerCall)).toFixed(1),
+        };
     for (const name of [...names].sort()) {
       row[name] = median(runs.map((r) => r.commands.get(name) ?? 0)).toFixed(2);
     }
     table[shape] = row;
   }
   console.log(
-    "\nPer decision: CPU of Redis's main thread (networking included), time inside the script" +
-      ' (commandstats), and the commands the script ran',
+    callgrind
+      ? '\nPer decision: instructions redis-server ran (callgrind; networking included), and the' +
+          ' commands the script ran'
+      : "\nPer decision: CPU of Redis's main thread (networking included), time inside the script" +
+          ' (commandstats), and the commands the script ran',
   );
   console.table(table);
 } finally {
@@ -199,5 +291,12 @@ try {
   if (admin.status === 'ready') {
     await deleteMatching(admin, [`{${prefix}:lim}*`]);
     admin.disconnect();
+  }
+  if (callgrind) {
+    const exited = new Promise((resolve) => callgrind.child.once('exit', resolve));
+    callgrind.child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    if (callgrind.child.exitCode === null) callgrind.child.kill('SIGKILL');
+    rmSync(callgrind.dir, { recursive: true, force: true });
   }
 }

@@ -21,6 +21,26 @@ class FloorClient extends RespClient {
   }
 }
 
+/** A usage event's fields as a decision appends them: account (and key) `account`, device `device`. */
+export function sampleEventFields(account: number, device: number, at: number): Record<string, string> {
+  return encodeUsageEvent({
+    accountId: `acc_${account}`,
+    keyId: `key_${account}`,
+    at,
+    ip: `203.0.113.${account % 250}`,
+    asn: 64_500,
+    fingerprint: `fp_${device}`,
+    tlsFingerprint: null,
+    userAgent: 'python-requests/2.32.3',
+    endpoint: '/v1/chat/completions',
+    cost: 1,
+    decision: 'allow',
+    reason: null,
+    minhash: [],
+    sampled: true,
+  });
+}
+
 export interface ScriptCost {
   calls: number;
   /** µs of Redis CPU per call of the limiter script, commands inside it included. */
@@ -57,22 +77,7 @@ export async function measureScriptCost(
         { name: `${d}:24h`, key, slot: 'd', limit: 1e9, windowMs: 86_400_000, buckets: 96 },
       ];
     });
-    const fields = encodeUsageEvent({
-      accountId: `acc_floor${i % 200}`,
-      keyId: `key_floor${i % 200}`,
-      at: now + i,
-      ip: `203.0.113.${i % 250}`,
-      asn: 64_500,
-      fingerprint: `fp_${i % 701}`,
-      tlsFingerprint: null,
-      userAgent: 'python-requests/2.32.3',
-      endpoint: '/v1/chat/completions',
-      cost: 1,
-      decision: 'allow',
-      reason: null,
-      minhash: [],
-      sampled: true,
-    });
+    const fields = sampleEventFields(i % 200, i % 701, now + i);
     const event = { stream: `{${prefix}:lim}:floor:usage`, maxLen: 100_000, fields, when: 'always' as const };
     return { now: now + i, mode: 'enforce', cost: 1, limits, event };
   };

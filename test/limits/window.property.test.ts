@@ -240,6 +240,16 @@ describe('sliding window: Lua agrees with the pure model', () => {
   }, 30_000);
 });
 
+/** The hash's TTL right after a check at `start`, and right after one at `later`, 30 ms on. */
+async function ttlsAcross(limits: LimitSpec[], start: number, later: number): Promise<[number, number]> {
+  const limiter = createSlidingWindowLimiter(redis);
+  await limiter.check({ now: start, mode: 'enforce', cost: 1, limits });
+  const first = await redis.pttl(limits[0]!.key);
+  await sleep(30);
+  await limiter.check({ now: later, mode: 'enforce', cost: 1, limits });
+  return [first, await redis.pttl(limits[0]!.key)];
+}
+
 describe('sliding window: key lifetime', () => {
   it('sets the TTL to W + B when a bucket appears and leaves it alone while the bucket fills', async () => {
     const limiter = createSlidingWindowLimiter(redis);
@@ -266,21 +276,16 @@ describe('sliding window: key lifetime', () => {
     }
   });
   it('keeps a shared hash alive for its longest window, whichever window opens a bucket', async () => {
-    const limiter = createSlidingWindowLimiter(redis);
     const key = `${PREFIX}ttl-shared`;
     const minute: LimitSpec = { name: 'm', key, slot: 'm', limit: 100, windowMs: 60_000, buckets: 6 };
     const day: LimitSpec = { name: 'd', key, slot: 'd', limit: 1_000, windowMs: 86_400_000, buckets: 24 };
     const longest = day.windowMs + bucketWidth(day);
     const start = 1_700_000_000_000 - (1_700_000_000_000 % 3_600_000);
     try {
-      await limiter.check({ now: start, mode: 'enforce', cost: 1, limits: [minute, day] });
-      const first = await redis.pttl(key);
+      // Only the minute window opens a bucket the second time (same hour): the TTL must not drop
+      // to its W + B, and need not move at all, since the day's stored bucket outlives it.
+      const [first, ttl] = await ttlsAcross([minute, day], start, start + 20_000);
       expect(first).toBeGreaterThan(longest - 1_000);
-      await sleep(30);
-      // Only the minute window opens a bucket here (same hour): the TTL must not drop to its W + B,
-      // and need not move at all, since the day's stored bucket outlives the new minute bucket.
-      await limiter.check({ now: start + 20_000, mode: 'enforce', cost: 1, limits: [minute, day] });
-      const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(longest - 1_000);
       expect(ttl).toBeLessThanOrEqual(first - 20);
       // The newest bucket's count sits in `c` (its index packed into `o`); the one before moved
@@ -331,7 +336,6 @@ describe('sliding window: key lifetime', () => {
   });
 
   it('moves the TTL when a new bucket could outlive the buckets already stored', async () => {
-    const limiter = createSlidingWindowLimiter(redis);
     const key = `${PREFIX}ttl-close`;
     // Both one minute long: a new 1 s bucket counts for 61 s, the stored 10 s bucket only promises
     // a little over 60 s, so the TTL has to be set again.
@@ -340,12 +344,8 @@ describe('sliding window: key lifetime', () => {
     const longest = coarse.windowMs + bucketWidth(coarse);
     const start = 1_700_000_000_000 - (1_700_000_000_000 % 10_000);
     try {
-      await limiter.check({ now: start, mode: 'enforce', cost: 1, limits: [coarse, fine] });
-      const first = await redis.pttl(key);
+      const [first, ttl] = await ttlsAcross([coarse, fine], start, start + 2_000);
       expect(first).toBeGreaterThan(longest - 1_000);
-      await sleep(30);
-      await limiter.check({ now: start + 2_000, mode: 'enforce', cost: 1, limits: [coarse, fine] });
-      const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(first - 20);
       expect(ttl).toBeLessThanOrEqual(longest);
     } finally {
