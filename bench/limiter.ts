@@ -18,8 +18,10 @@
 //
 // On a shared or virtual machine those CPU figures move by 20% from run to run. `--callgrind` runs
 // its own redis-server under valgrind's callgrind and reports the instructions Redis executed per
-// decision instead, which are the same from run to run whatever else the machine does (and about
-// 50 times slower to get: it defaults to 100 subjects and one round). Needs valgrind. Keys live under a random prefix and are removed at the end.
+// decision instead, which repeat to within a few percent whatever else the machine does (and about
+// 50 times slower to get: it defaults to 100 subjects and one round). Needs valgrind.
+//
+// Keys live under a random prefix and are removed at the end.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
