@@ -24,9 +24,8 @@ export interface LimitSpec {
   readonly key: string;
   /**
    * Where in the hash the window lives: its fields are `<slot>:<bucket>`, `<slot>:t`, `<slot>:o`
-   * and `<slot>:c` (letters and digits; default '' = the bare names, for a window alone
-   * in its hash). Windows sharing a hash cost one read and one write for all of them instead of one
-   * each.
+   * and `<slot>:c` (letters and digits; default '' = the bare names, for a window alone in its
+   * hash). Windows sharing a hash cost one read and one write for all of them instead of one each.
    */
   readonly slot?: string;
   readonly limit: number;

@@ -37,7 +37,7 @@ export interface WindowSpec {
  * What one window's Redis fields hold: bucket index → count, plus the running total (`t`) and the
  * oldest non-empty bucket (`o`); the script keeps the newest bucket's count in a field of its own
  * (`c`, see sliding-window.lua), which does not change these counts. An absent hash is the
- * empty window; a window whose total drops to 0 is deleted rather than kept as an empty shell.
+ * empty window; a window whose total drops to 0 loses its buckets (alone in its hash, the hash).
  */
 export interface WindowState {
   readonly counts: ReadonlyMap<number, number>;

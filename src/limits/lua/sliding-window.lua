@@ -166,10 +166,11 @@ local function clearWindow(w, from, to)
       for b = from, to do names[#names + 1] = field(w, b) end
       rcall('HDEL', KEYS[w[HASH]], unpack(names))
     end
-    w[CLEARED] = true
   end
-  w[OLDEST], w[TOTAL], w[HOT], w[HOT_COUNT], w[HOT_DIRTY], w[LEGACY] = nil, 0, nil, 0, false, false
-  w[DIRTY] = false
+  w[OLDEST], w[TOTAL], w[HOT], w[HOT_COUNT], w[LEGACY], w[DIRTY] = nil, 0, nil, 0, false, false
+  -- In a shared hash `t` and `c` are written back as 0 (`o` may stay: `t` = 0 says empty).
+  w[CLEARED] = hash[1] ~= hash[2]
+  w[HOT_DIRTY] = w[CLEARED]
 end
 
 -- `o` as stored: the oldest and the newest bucket (a window still in the older form: the oldest).
@@ -180,19 +181,18 @@ local function packedOldest(w)
   return -(w[OLDEST] * 1024 + d) - 1
 end
 
--- For a window in the older form: whether it holds a bucket newer than `bucket` (a caller whose
--- clock ran ahead), which keeps it in that form for now, since `c` may only hold the newest bucket.
--- Otherwise `bucket`'s own count, to be carried into `c`, is left in w[LEGACY]. Once per window, at
--- its first new bucket after an upgrade.
-local function spilled(w, g, bucket)
+-- For a window in the older form, about to write `bucket`: the count its own field holds, to be
+-- carried into `c`; or nil while a bucket newer than `bucket` exists (a caller whose clock ran
+-- ahead), which keeps the window in that form for now, since `c` may only hold the newest bucket.
+-- Once per window, at its first new bucket after an upgrade.
+local function legacyCount(w, g, bucket)
   local names = {}
   for b = bucket, w[OLDEST] + w[BUCKETS] do names[#names + 1] = field(w, b) end
   local counts = rcall('HMGET', KEYS[g], unpack(names))
   for i = 2, #names do
-    if counts[i] then return true end
+    if counts[i] then return nil end
   end
-  w[LEGACY] = tonumber(counts[1]) or 0
-  return false
+  return tonumber(counts[1]) or 0
 end
 
 -- The part of bucket b's count held in `c`.
@@ -296,21 +296,22 @@ for g = 1, h do
       if w[OLDEST] ~= nil and w[OLDEST] > bucket then bucket = w[OLDEST] end
       local opened = false
       local hot = w[HOT]
+      -- A window in the older form has no `c` (hot is nil) until its count can be carried there.
+      local carried = 0
+      if w[LEGACY] then carried = legacyCount(w, g, bucket) end
       if hot ~= nil and bucket == hot then
         -- The usual call: the newest bucket grows, in `c`.
         w[HOT_COUNT] = w[HOT_COUNT] + cost
-      elseif (hot == nil or bucket > hot) and not (w[LEGACY] and spilled(w, g, bucket)) then
+      elseif carried ~= nil and (hot == nil or bucket > hot) then
         -- A new newest bucket: the last one's count moves to its own field (which it did not have
         -- while in `c`), once a bucket.
-        local carried = 0
         if hot ~= nil then
           writes[#writes + 1] = field(w, hot)
           writes[#writes + 1] = w[HOT_COUNT]
-        elseif w[LEGACY] then
-          carried = w[LEGACY]
-          if carried > 0 then rcall('HDEL', KEYS[g], field(w, bucket)) end
-          w[LEGACY] = false
+        elseif carried > 0 then
+          rcall('HDEL', KEYS[g], field(w, bucket))
         end
+        w[LEGACY] = false
         w[HOT], w[HOT_COUNT] = bucket, carried + cost
         w[DIRTY] = true -- `o` holds the newest bucket too
         opened = carried == 0
@@ -319,7 +320,7 @@ for g = 1, h do
         -- straight to the bucket's own field.
         opened = tonumber(rcall('HINCRBY', KEYS[g], field(w, bucket), cost)) == cost
       end
-      if w[HOT] ~= nil and w[HOT] == bucket then w[HOT_DIRTY] = true end
+      if w[HOT] == bucket then w[HOT_DIRTY] = true end
       if opened then
         if w[WINDOW_MS] + w[WIDTH] > freshNeed then freshNeed = w[WINDOW_MS] + w[WIDTH] end
       elseif w[WINDOW_MS] > covered then
@@ -332,7 +333,7 @@ for g = 1, h do
       end
     end
     -- `c`, `t` and `o` in that order: a hash's first write puts them at its start.
-    if w[HOT_DIRTY] or (w[CLEARED] and not consume) then
+    if w[HOT_DIRTY] then
       writes = writes or {}
       writes[#writes + 1] = ARGV[names + 2]
       writes[#writes + 1] = w[HOT_COUNT]
