@@ -7,7 +7,9 @@
 // one key each, measured twice (see TARGETS: with the key cache as the interleaving leaves it, and
 // with every key cached), against
 //   - express+rlf: Express 5, express.json() and one rate-limiter-flexible RateLimiterRedis consume,
-//   - bare: node:http that only parses the JSON body (the ceiling on this machine).
+//   - bare: node:http that only parses the JSON body (the ceiling on this machine),
+//   - floor: bare plus one script call with a decision's shape that runs the same Redis commands
+//     with no logic, answered in Gatehouse's shape (the ceiling of one script call per decision).
 // Every server and the load generator run as separate processes; targets take turns within each
 // round so that machine noise hits all of them alike, and each run reports the CPU time per request
 // of the server and of Redis, which other load on the machine moves far less than req/s. Then:
@@ -73,7 +75,7 @@ const PATH = '/v1/enforce';
 // during its run, as a key used less often than every 30 s is in production. `gatehouse (keys
 // cached)` runs right after one call per key, so it measures the decision itself.
 const CACHED = 'gatehouse (keys cached)';
-const TARGETS = ['gatehouse', CACHED, 'express+rlf', 'bare'] as const;
+const TARGETS = ['gatehouse', CACHED, 'express+rlf', 'bare', 'floor'] as const;
 type Target = (typeof TARGETS)[number];
 const isGatehouse = (t: Target) => t === 'gatehouse' || t === CACHED;
 const GOALS = { vsExpress: 2.5, vsBare: 0.5, p99HalfLoadMs: 5 };
@@ -226,7 +228,7 @@ function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
   });
 }
 
-function startBaseline(kind: 'bare' | 'express'): ManagedChild {
+function startBaseline(kind: 'bare' | 'express' | 'floor'): ManagedChild {
   return startChild(kind, TSX, ['bench/lib/enforce-baselines.ts', kind], {
     cwd: ROOT,
     env: {
@@ -235,6 +237,7 @@ function startBaseline(kind: 'bare' | 'express'): ManagedChild {
       REDIS_URL: redisUrl,
       RLF_KEY_PREFIX: `${prefix}:rlf`,
       RLF_AUTOPIPELINING: opts.rlfAutopipelining ? '1' : '0',
+      FLOOR_KEY_PREFIX: prefix,
     },
     readyPattern: READY,
   });
@@ -256,7 +259,7 @@ interface Run {
   round: number;
   result: LoadResult;
   cpu: RunCpu | null;
-  /** Gatehouse only: usage events appended during the measured run (XLEN growth). */
+  /** Gatehouse and floor: usage events appended during the measured run (XLEN growth). */
   eventsAppended?: number;
   /** The measured run, in µs of the monotonic clock (to cut a CPU profile to it). */
   windowUs: { fromUs: number; toUs: number };
@@ -293,7 +296,8 @@ async function runLoad(
   let cpu1: CpuSnapshot | null = null;
   let xlen0: Promise<number> | undefined;
   let xlen1: Promise<number> | undefined;
-  const stream = `{${prefix}:lim}:usage`;
+  const stream = target === 'floor' ? `{${prefix}:lim}:floor:usage` : `{${prefix}:lim}:usage`;
+  const appends = isGatehouse(target) || target === 'floor';
   const nowUs = () => Number(process.hrtime.bigint() / 1000n);
   const windowUs = { fromUs: 0, toUs: 0 };
   let loaderPid = 0;
@@ -305,11 +309,11 @@ async function runLoad(
       if (line === MEASURING) {
         windowUs.fromUs = nowUs();
         cpu0 = cpuSnapshot([server.pid, loaderPid], [redisPid]);
-        if (isGatehouse(target)) xlen0 = redis.xlen(stream);
+        if (appends) xlen0 = redis.xlen(stream);
       } else if (line === MEASURED) {
         windowUs.toUs = nowUs();
         cpu1 = cpuSnapshot([server.pid, loaderPid], [redisPid]);
-        if (isGatehouse(target)) xlen1 = redis.xlen(stream);
+        if (appends) xlen1 = redis.xlen(stream);
       }
     },
   });
@@ -582,8 +586,14 @@ async function main(): Promise<void> {
   gatehouseProcess = gatehouse;
   const express = startBaseline('express');
   const bare = startBaseline('bare');
-  const [gatehouseUrl, expressUrl, bareUrl] = await Promise.all([gatehouse.ready, express.ready, bare.ready]);
-  log(`gatehouse ${gatehouseUrl}, express+rlf ${expressUrl}, bare ${bareUrl}`);
+  const floor = startBaseline('floor');
+  const [gatehouseUrl, expressUrl, bareUrl, floorUrl] = await Promise.all([
+    gatehouse.ready,
+    express.ready,
+    bare.ready,
+    floor.ready,
+  ]);
+  log(`gatehouse ${gatehouseUrl}, express+rlf ${expressUrl}, bare ${bareUrl}, floor ${floorUrl}`);
 
   const keysToken = await createServiceToken(gatehouseUrl, adminToken, ['keys']);
   const enforceToken = await createServiceToken(gatehouseUrl, adminToken, ['enforce']);
@@ -601,6 +611,7 @@ async function main(): Promise<void> {
   for (const [name, url] of [
     ['express+rlf', expressUrl],
     ['bare', bareUrl],
+    ['floor', floorUrl],
   ] as const) {
     const r = await postOnce(probe, url, bodies[0]!);
     if (r.status !== 200) throw new Error(`${name} answered ${r.status}: ${r.text.slice(0, 200)}`);
@@ -617,6 +628,7 @@ async function main(): Promise<void> {
     [CACHED]: [gatehouse, gatehouseUrl],
     'express+rlf': [express, expressUrl],
     bare: [bare, bareUrl],
+    floor: [floor, floorUrl],
   };
   const runs: Run[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
@@ -646,7 +658,17 @@ async function main(): Promise<void> {
     cpuVsExpress: summary['express+rlf'].serverUsPerReq / g.serverUsPerReq,
     cpuVsBare: summary.bare.serverUsPerReq / g.serverUsPerReq,
   });
-  const ratios = { gatehouse: ratiosOf(summary.gatehouse), [CACHED]: ratiosOf(summary[CACHED]) };
+  const ratios = {
+    gatehouse: ratiosOf(summary.gatehouse),
+    [CACHED]: ratiosOf(summary[CACHED]),
+    floor: ratiosOf(summary.floor),
+  };
+  // How much of the design's ceiling on this machine Gatehouse reaches.
+  const ofFloor = {
+    rps: summary[CACHED].rps / summary.floor.rps,
+    serverCpu: summary.floor.serverUsPerReq / summary[CACHED].serverUsPerReq,
+    redisCpu: summary.floor.redisUsPerReq / summary[CACHED].redisUsPerReq,
+  };
 
   // Half of the cached saturation rate, with every key cached first: the decision's own latency.
   const halfOfSaturation = Math.max(1, Math.round(summary[CACHED].rps / 2));
@@ -663,6 +685,10 @@ async function main(): Promise<void> {
   const bareHalfRate = Math.max(1, Math.round(summary.bare.rps / 2));
   log(`half load, bare: ${bareHalfRate} req/s, paced open loop`);
   const bareHalfPaced = await runLoad('bare', bare, bareUrl, 'paced', 0, bareHalfRate);
+  // The floor at Gatehouse's rate: the tail of a decision's three processes (loader, server, Redis)
+  // on this machine, with none of Gatehouse's logic.
+  log(`half load, floor: ${halfRate} req/s, paced open loop`);
+  const floorHalfPaced = await runLoad('floor', floor, floorUrl, 'paced', 0, halfRate);
 
   log(`Redis commands: ${opts.decisions} sequential decisions`);
   const commands = await countCommands(gatehouseUrl, bodies, keys.length);
@@ -670,8 +696,10 @@ async function main(): Promise<void> {
   const scriptCost = await measureScriptCost(redis, redisUrl, prefix, opts.decisions);
 
   // Runs with a deficit of appended events are decisions Redis never made (fail-mode answers).
-  const gatehouseRuns = runs.filter((r) => isGatehouse(r.target)).concat([halfAutocannon, halfPaced]);
-  const missingEvents = gatehouseRuns.filter(
+  const appendingRuns = runs
+    .filter((r) => isGatehouse(r.target) || r.target === 'floor')
+    .concat([halfAutocannon, halfPaced, floorHalfPaced]);
+  const missingEvents = appendingRuns.filter(
     (r) => r.eventsAppended !== undefined && r.eventsAppended < r.result.ok2xx - opts.connections,
   );
 
@@ -750,13 +778,14 @@ async function main(): Promise<void> {
   });
   console.log(
     opts.halfRate === undefined
-      ? '\nGatehouse (keys cached) at half its saturation rate; bare at half of its own'
-      : `\nGatehouse (keys cached) at ${int(halfRate)} req/s (--half-rate); bare at half of its own saturation`,
+      ? "\nGatehouse (keys cached) and floor at half of Gatehouse's saturation rate; bare at half of its own"
+      : `\nGatehouse (keys cached) and floor at ${int(halfRate)} req/s (--half-rate); bare at half of its own saturation`,
   );
   console.table({
     'paced (open loop)': halfRow(halfPaced),
     'autocannon -R (bursty)': halfRow(halfAutocannon),
     'bare, paced (open loop)': halfRow(bareHalfPaced, bareHalfRate),
+    'floor, paced (open loop)': halfRow(floorHalfPaced),
   });
   console.log(
     `\nRedis commands per decision (${commands.decisions} sequential calls, INFO commandstats):` +
@@ -796,9 +825,15 @@ async function main(): Promise<void> {
       targetLines(CACHED, ratios[CACHED], verdict.cachedVsExpress, verdict.cachedVsBare) +
       `\n  p99 at ${opts.halfRate === undefined ? 'half saturation' : `${int(halfRate)} req/s (--half-rate)`} (keys cached) = ${f2(halfPaced.result.latency.p99)} ms paced (goal < ${GOALS.p99HalfLoadMs} ms at half saturation)  ${verdict.p99HalfLoad === null ? 'no verdict at a fixed rate' : pass(verdict.p99HalfLoad)}` +
       `\n              bare at half of its own saturation: p99 ${f2(bareHalfPaced.result.latency.p99)} ms paced` +
+      `\n              floor at the same rate as Gatehouse: p99 ${f2(floorHalfPaced.result.latency.p99)} ms paced` +
       (missingEvents.length > 0
-        ? `\n  WARNING: ${missingEvents.length} Gatehouse run(s) appended fewer events than they got answers: some decisions did not reach Redis`
-        : '\n  every Gatehouse run appended one usage event per answered call'),
+        ? `\n  WARNING: ${missingEvents.length} run(s) appended fewer events than they got answers: some decisions did not reach Redis`
+        : '\n  every Gatehouse and floor run appended one usage event per answered call') +
+      '\nThe ceiling of one script call per decision (floor: the same Redis commands, no logic)' +
+      `\n  floor / express+rlf = ${f2(ratios.floor.vsExpress)}, floor / bare = ${f2(ratios.floor.vsBare)}` +
+      `${ratios.floor.vsExpress < GOALS.vsExpress || ratios.floor.vsBare < GOALS.vsBare ? ': below the goals, so no implementation of this design can meet them here' : ''}` +
+      `\n  gatehouse (keys cached) / floor = ${f2(ofFloor.rps)} by req/s; ` +
+      `floor's CPU per request / Gatehouse's: server ${f2(ofFloor.serverCpu)}, Redis ${f2(ofFloor.redisCpu)}`,
   );
   if (profile) {
     printProfile('cold key cache (a fresh process)', profile.cold);
@@ -839,8 +874,10 @@ async function main(): Promise<void> {
         },
         summary,
         ratios,
+        ofFloor,
         halfLoad: { rate: halfRate, paced: runJson(halfPaced), autocannonRate: runJson(halfAutocannon) },
         bareHalfLoad: { rate: bareHalfRate, paced: runJson(bareHalfPaced) },
+        floorHalfLoad: { rate: halfRate, paced: runJson(floorHalfPaced) },
         redisCommands: commands,
         scriptCost,
         goals: GOALS,

@@ -1,5 +1,5 @@
-// The two baselines bench/enforce.ts compares Gatehouse with, each in its own process:
-// `tsx bench/lib/enforce-baselines.ts bare|express`. Both answer POST /v1/enforce and print
+// The baselines bench/enforce.ts compares Gatehouse with, each in its own process:
+// `tsx bench/lib/enforce-baselines.ts bare|express|floor`. Each answers POST /v1/enforce and prints
 // "ready at http://127.0.0.1:<port>" once listening (PORT=0 picks a free port).
 //
 // - bare: node:http reads the body, JSON-parses it and answers a small JSON. No auth, no limit, no
@@ -8,10 +8,20 @@
 //   RateLimiterRedis consume(key) over ioredis and answering JSON: what a team would write instead
 //   of Gatehouse. It counts one dimension in one fixed window; Gatehouse counts five dimensions in
 //   two sliding windows each and appends a usage event.
+// - floor: the least a decision of Gatehouse's design costs, with none of its logic: bare's body
+//   parsing, then one script call with a decision's shape, sent the way Gatehouse sends it (its
+//   limiter's encoding and pipelined Redis client: 5 dimensions x 2 windows in 5 hashes, and the
+//   usage event), running bench/lib/script-floor.lua (the same Redis commands, no window arithmetic),
+//   and an answer of Gatehouse's shape (10 limits, the RateLimit fields). No token, no key lookup,
+//   no validation, no ASN, no rules. What it reaches is the ceiling of one script call per decision
+//   on this machine: no implementation of that design can pass it.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { createSlidingWindowLimiter, type LimitSpec } from '../../src/limits/limiter.ts';
+import { encodeUsageEvent } from '../../src/usage/event.ts';
+import { FLOOR, FloorClient } from './enforce-script-floor.ts';
 
 const PATH = '/v1/enforce';
 const kind = process.argv[2];
@@ -86,17 +96,139 @@ function expressServer(redis: Redis): Server {
   return createServer(app);
 }
 
+/** The windows of bench:enforce's tier: a minute and a day in each dimension's hash. */
+const FLOOR_WINDOWS = [
+  { label: '1m', slot: 'm', windowMs: 60_000, buckets: 12 },
+  { label: '24h', slot: 'd', windowMs: 86_400_000, buckets: 96 },
+] as const;
+const FLOOR_DIMENSIONS = ['key', 'user', 'device', 'ip', 'asn'] as const;
+const FLOOR_LIMIT = 1_000_000_000;
+
+async function floorServer(client: FloorClient, prefix: string): Promise<Server> {
+  await client.callParts([['SCRIPT', 'LOAD', FLOOR]]);
+  const limiter = createSlidingWindowLimiter(client);
+  const tag = `{${prefix}:lim}`;
+  // One shape object per dimension, as Gatehouse's tier plan has: the windows' encoding is reused.
+  const shapes = FLOOR_DIMENSIONS.map(() => ({}));
+  const policy = FLOOR_DIMENSIONS.flatMap((d) =>
+    FLOOR_WINDOWS.map((w) => `"${d}:${w.label}";q=${FLOOR_LIMIT};w=${w.windowMs / 1000}`),
+  ).join(', ');
+  return createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (req.method !== 'POST' || req.url !== PATH) {
+      answer(res, 404, { error: 'not_found' });
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      let body: {
+        key?: unknown;
+        ip?: unknown;
+        fingerprint?: unknown;
+        endpoint?: unknown;
+        userAgent?: unknown;
+      };
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        answer(res, 400, { error: 'malformed_json' });
+        return;
+      }
+      const { key, ip, fingerprint } = body;
+      if (typeof key !== 'string' || typeof ip !== 'string' || typeof fingerprint !== 'string') {
+        answer(res, 400, { error: 'validation_failed' });
+        return;
+      }
+      // The key stands in for its key id and account; the address's first byte for its ASN.
+      const values = [key.slice(-24), key.slice(-24), fingerprint, ip, String(ip.charCodeAt(0))];
+      const limits: LimitSpec[] = [];
+      FLOOR_DIMENSIONS.forEach((d, i) => {
+        const hash = `${tag}:floor:${d}:${values[i]}`;
+        for (const w of FLOOR_WINDOWS) {
+          limits.push({
+            name: `${d}:${w.label}`,
+            key: hash,
+            slot: w.slot,
+            limit: FLOOR_LIMIT,
+            windowMs: w.windowMs,
+            buckets: w.buckets,
+            shape: shapes[i]!,
+          });
+        }
+      });
+      const now = Date.now();
+      const fields = encodeUsageEvent({
+        accountId: values[1]!,
+        keyId: values[0]!,
+        at: now,
+        ip,
+        asn: ip.charCodeAt(0),
+        fingerprint,
+        tlsFingerprint: null,
+        userAgent: typeof body.userAgent === 'string' ? body.userAgent : null,
+        endpoint: typeof body.endpoint === 'string' ? body.endpoint : null,
+        cost: 1,
+        decision: 'allow',
+        reason: null,
+        minhash: [],
+        sampled: true,
+      });
+      limiter
+        .check({
+          now,
+          mode: 'enforce',
+          cost: 1,
+          limits,
+          event: { stream: `${tag}:floor:usage`, maxLen: 1_000_000, fields, when: 'always' },
+        })
+        .then(
+          (result) => {
+            const first = result.limits[0]!;
+            const payload = {
+              decision: 'allow',
+              accountId: values[1],
+              limits: result.limits.map((l) => ({
+                name: l.name,
+                limit: l.limit,
+                remaining: l.remaining,
+                resetSeconds: Math.ceil(l.resetMs / 1000),
+              })),
+            };
+            const text = JSON.stringify(payload);
+            res.writeHead(200, {
+              'RateLimit-Policy': policy,
+              RateLimit: `"${first.name}";r=${first.remaining};t=${Math.ceil(first.resetMs / 1000)}`,
+              'Content-Type': 'application/json; charset=utf-8',
+              'Content-Length': Buffer.byteLength(text),
+            });
+            res.end(text);
+          },
+          () => answer(res, 200, { decision: 'deny', reason: 'limiter_unavailable', limits: [] }),
+        );
+    });
+  });
+}
+
 let redis: Redis | undefined;
+let floorClient: FloorClient | undefined;
 let server: Server;
 if (kind === 'bare') {
   server = bareServer();
+} else if (kind === 'floor') {
+  floorClient = new FloorClient({
+    url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    connectTimeoutMs: 2_000,
+    commandTimeoutMs: 50,
+  });
+  await floorClient.connect();
+  server = await floorServer(floorClient, process.env.FLOOR_KEY_PREFIX ?? 'floor-bench');
 } else if (kind === 'express') {
   redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', {
     enableAutoPipelining: process.env.RLF_AUTOPIPELINING === '1',
   });
   server = expressServer(redis);
 } else {
-  process.stderr.write('usage: tsx bench/lib/enforce-baselines.ts bare|express\n');
+  process.stderr.write('usage: tsx bench/lib/enforce-baselines.ts bare|express|floor\n');
   process.exit(2);
 }
 
@@ -111,6 +243,7 @@ server.listen(port, '127.0.0.1', () => {
 const shutdown = () => {
   server.close();
   server.closeAllConnections();
+  floorClient?.disconnect();
   const quit = redis ? redis.quit().catch(() => redis?.disconnect()) : Promise.resolve();
   void quit.finally(() => process.exit(0));
   setTimeout(() => process.exit(0), 2_000).unref();

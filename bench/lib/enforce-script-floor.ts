@@ -10,13 +10,18 @@ import { encodeUsageEvent } from '../../src/usage/event.ts';
 // commandstats usec over many calls, with the shape of bench:enforce's decisions (5 dimensions x 2
 // windows, one hash per dimension, and the usage event).
 
-const FLOOR = readFileSync(new URL('./script-floor.lua', import.meta.url), 'utf8');
+export const FLOOR = readFileSync(new URL('./script-floor.lua', import.meta.url), 'utf8');
 const FLOOR_SHA = createHash('sha1').update(FLOOR).digest('hex');
 
-/** The limiter's own client, except that every script call runs the floor script instead. */
-class FloorClient extends RespClient {
+/**
+ * The limiter's own client, except that every script call runs the floor script instead (load it
+ * first: `SCRIPT LOAD` of FLOOR).
+ */
+export class FloorClient extends RespClient {
   override callParts(parts: CommandParts): Promise<RespValue> {
-    const [, ...rest] = parts;
+    const [head, ...rest] = parts;
+    const name = Array.isArray(head) ? head[0] : undefined;
+    if (name !== 'EVALSHA' && name !== 'EVAL') return super.callParts(parts);
     return super.callParts([['EVALSHA', FLOOR_SHA], ...rest]);
   }
 }
