@@ -8,6 +8,10 @@
 // runs it) for random accounts, farm members and CGNAT members. The flat curve is the point: the
 // ratio of the largest size to the smallest is printed at the end.
 //
+// `--full-run` also times, at each size, the link stage of a full analysis run (every account's
+// candidates in batches, then the links replaced): what a scheduled run costs, which grows with the
+// number of accounts even though each account's share stays flat.
+//
 // Besides wall time, each call's CPU time (this process and the PostgreSQL backend) and each group's
 // shared-buffer accesses are reported: on a machine shared with other work these say whether the
 // work per account grew, where wall time also says how busy the neighbours were.
@@ -26,6 +30,8 @@ import {
   ensureDatabase,
   withDatabase,
 } from '../src/db/migrate.ts';
+import { analyseLinks } from '../src/detection/run.ts';
+import { createLogger } from '../src/logger.ts';
 import { parsePolicy } from '../src/policy/policy.ts';
 import { loadAsnDatabase } from '../src/signals/asn.ts';
 import { BATCH, createImporter, type StepImport } from './lib/linking-import.ts';
@@ -48,6 +54,7 @@ interface Options {
   seed: string;
   budgetMinutes: number;
   explain: boolean;
+  fullRun: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -59,6 +66,7 @@ function parseOptions(argv: string[]): Options {
       seed: { type: 'string', default: '1' },
       'import-budget': { type: 'string', default: '15' },
       explain: { type: 'boolean', default: false },
+      'full-run': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -66,7 +74,7 @@ function parseOptions(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(
-      'usage: tsx bench/linking.ts [--sizes 10000,100000,1000000] [--sample 300] [--json]\n' +
+      'usage: tsx bench/linking.ts [--sizes 10000,100000,1000000] [--sample 300] [--full-run] [--json]\n' +
         '  --sizes          cumulative database sizes (accounts), ascending\n' +
         '  --sample         accounts linked per group (random, farm, CGNAT) at each size\n' +
         '  --seed           population seed: the same seed imports the same accounts\n' +
@@ -74,6 +82,7 @@ function parseOptions(argv: string[]): Options {
         '                   size it reached and projects the time the rest would take (default 15)\n' +
         '  --explain        print EXPLAIN (ANALYZE, BUFFERS) of the candidate query for the slowest\n' +
         '                   account of each group at the largest size (stderr)\n' +
+        '  --full-run       also time the link stage of a full analysis run at each size\n' +
         '  --json           only a JSON line on stdout; the tables go to stderr\n',
     );
     process.exit(0);
@@ -92,7 +101,15 @@ function parseOptions(argv: string[]): Options {
   const budgetMinutes = Number(values['import-budget']);
   if (!Number.isFinite(budgetMinutes) || budgetMinutes <= 0)
     fail('--import-budget must be a positive number');
-  return { sizes, sample, json: values.json, seed: values.seed, budgetMinutes, explain: values.explain };
+  return {
+    sizes,
+    sample,
+    json: values.json,
+    seed: values.seed,
+    budgetMinutes,
+    explain: values.explain,
+    fullRun: values['full-run'],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,6 +222,15 @@ interface Step {
   linking: Record<Group, GroupSummary>;
   /** 1-minute load average when linking started and ended: the machine may be shared. */
   load: [number, number];
+  /** With --full-run: the link stage of a full analysis run over every account. */
+  fullRun: FullRun | null;
+}
+
+interface FullRun {
+  accounts: number;
+  seconds: number;
+  candidatesSeconds: number;
+  links: number;
 }
 
 interface Projection {
@@ -405,6 +431,26 @@ function report(
       );
     }
   }
+  const runs = steps.filter((st) => st.fullRun !== null);
+  if (runs.length > 0) {
+    out.push('');
+    out.push('Link stage of a full analysis run (every account, batches of 400; --full-run):');
+    out.push(
+      table(
+        ['accounts', 'wall s', 'candidates s', 'ms per account', 'links'],
+        runs.map((st) => {
+          const f = st.fullRun!;
+          return [
+            int(f.accounts),
+            fixed(f.seconds),
+            fixed(f.candidatesSeconds),
+            ms((f.seconds * 1000) / Math.max(1, f.accounts)),
+            int(f.links),
+          ];
+        }),
+      ),
+    );
+  }
   if (projection) {
     out.push('');
     out.push(
@@ -469,7 +515,31 @@ async function run(opts: Options, signal: AbortSignal): Promise<void> {
       );
       const load: [number, number] = [load0, loadavg()[0] ?? 0];
       const composition = Object.fromEntries(ROLES.map((r) => [r, byRole[r].length])) as Record<Role, number>;
-      steps.push({ size, import: imp, analyzeSeconds, composition, tables, linking, load });
+      let fullRun: FullRun | null = null;
+      if (opts.fullRun) {
+        log(`link stage of a full analysis run over ${int(all.length)} accounts`);
+        const f0 = performance.now();
+        const stage = await analyseLinks(
+          {
+            db,
+            policy: () => policy,
+            logger: createLogger('warn'),
+            // The link stage reads and writes only accounts, signals and links.
+            actions: undefined as never,
+            audit: undefined as never,
+            apiKeys: undefined as never,
+          },
+          new Date(),
+        );
+        fullRun = {
+          accounts: stage.summary.accounts ?? all.length,
+          seconds: (performance.now() - f0) / 1000,
+          candidatesSeconds: (stage.summary.timings.candidatesMs ?? 0) / 1000,
+          links: stage.summary.links ?? 0,
+        };
+        log(`full link stage: ${fixed(fullRun.seconds)} s, ${int(fullRun.links)} links`);
+      }
+      steps.push({ size, import: imp, analyzeSeconds, composition, tables, linking, load, fullRun });
       log(
         `at ${int(all.length)}: ` +
           GROUPS.map(
@@ -519,6 +589,7 @@ async function run(opts: Options, signal: AbortSignal): Promise<void> {
           tables: st.tables,
           load: st.load,
           linking: st.linking,
+          ...(st.fullRun ? { fullRun: st.fullRun } : {}),
         })),
         ratio: ratios(steps),
         projection,
