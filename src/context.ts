@@ -238,9 +238,10 @@ export async function createContext(
     audit,
     apiKeys,
     logger,
-    computeFeatures: (asOf) =>
+    computeFeatures: (asOf, progress) =>
       computeFeatures(db, {
         asOf,
+        progress,
         policy: policy.detection,
         dailyLimitOf: (tier) => dailyQuotaOf(policy, tier),
         country,

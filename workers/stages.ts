@@ -14,8 +14,11 @@ import {
   failRun,
   finishStage,
   nextStage,
+  type Progress,
+  RunTakenOver,
   type Stage,
   type StageResult,
+  stageProgress,
 } from '../src/detection/run-stages.ts';
 import { defineProcessor, type Processor } from './processor.ts';
 
@@ -36,18 +39,27 @@ async function handOn(ctx: Context, runId: string, stage: Stage): Promise<void> 
   await ctx.queues.add(next, next, { runId }, { ...STAGE_JOB, jobId: `${runId}-${next}` });
 }
 
-/** Runs one stage's work and records it: its figures on success (then the next stage), or the failure. */
+/**
+ * Runs one stage's work and records it: its figures on success (then the next stage), or the
+ * failure. The work reports its progress between batches (run-stages.ts), which keeps a long stage
+ * from being taken as abandoned, and stops it once its run was failed.
+ */
 export async function runStage(
   ctx: Context,
   runId: string,
   stage: Stage,
   asOf: Date,
-  work: () => Promise<StageResult>,
+  work: (progress: Progress) => Promise<StageResult>,
 ): Promise<unknown> {
   let result: StageResult;
   try {
-    result = await work();
+    result = await work(stageProgress(ctx.db, runId, stage));
   } catch (err) {
+    if (err instanceof RunTakenOver) {
+      // Failed meanwhile (abandoned): its record already says why, and the next run owns the data.
+      ctx.logger.warn({ runId, stage }, 'analysis stage stopped: its run is no longer running');
+      return { stopped: runId, stage };
+    }
     ctx.logger.error({ runId, stage, err }, 'analysis stage failed');
     await failRun(ctx.db, runId, stage, err);
     return { failed: runId, stage };
@@ -75,7 +87,9 @@ export const features = defineProcessor({
       );
       return { waiting: runId, behind: claim.runningId };
     }
-    return runStage(ctx, runId, 'features', claim.asOf, () => analyseFeatures(ctx.detection, claim.asOf));
+    return runStage(ctx, runId, 'features', claim.asOf, (progress) =>
+      analyseFeatures(ctx.detection, claim.asOf, progress),
+    );
   },
   schedules: (ctx) =>
     ctx.policy.detection.schedule === 0
@@ -85,7 +99,7 @@ export const features = defineProcessor({
 
 function laterStage(
   stage: Exclude<Stage, 'features'>,
-  work: (ctx: Context, runId: string, asOf: Date) => Promise<StageResult>,
+  work: (ctx: Context, runId: string, asOf: Date, progress: Progress) => Promise<StageResult>,
 ) {
   return defineProcessor({
     queue: stage,
@@ -94,13 +108,19 @@ function laterStage(
       const { runId } = job.data;
       const asOf = await enterStage(ctx.db, runId, stage);
       if (!asOf) return { skipped: runId, stage };
-      return runStage(ctx, runId, stage, asOf, () => work(ctx, runId, asOf));
+      return runStage(ctx, runId, stage, asOf, (progress) => work(ctx, runId, asOf, progress));
     },
   });
 }
 
-export const link = laterStage('link', (ctx, _runId, asOf) => analyseLinks(ctx.detection, asOf));
-export const score = laterStage('score', (ctx, _runId, asOf) => analyseClusters(ctx.detection, asOf));
-export const act = laterStage('act', (ctx, runId, asOf) => analyseActions(ctx.detection, runId, asOf));
+export const link = laterStage('link', (ctx, _runId, asOf, progress) =>
+  analyseLinks(ctx.detection, asOf, progress),
+);
+export const score = laterStage('score', (ctx, _runId, asOf, progress) =>
+  analyseClusters(ctx.detection, asOf, progress),
+);
+export const act = laterStage('act', (ctx, runId, asOf, progress) =>
+  analyseActions(ctx.detection, runId, asOf, progress),
+);
 
 export const analysisStages: Processor[] = [features, link, score, act] as unknown as Processor[];

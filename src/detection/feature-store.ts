@@ -30,6 +30,8 @@ export interface ComputeFeaturesOptions {
   /** The tier's daily limit (cost) for `ceilingShare`; null when the tier has none. */
   dailyLimitOf: (tier: string) => number | null;
   country: CountryDatabase;
+  /** Called before each chunk (an analysis run's progress, run-stages.ts). */
+  progress?: () => Promise<void>;
 }
 
 export interface ComputeFeaturesResult {
@@ -55,6 +57,7 @@ export async function computeFeatures(db: Db, opts: ComputeFeaturesOptions): Pro
   const result: ComputeFeaturesResult = { accounts: 0, signals: 0, newSignals: 0 };
   for (let i = 0; i < ids.length; i += ACCOUNT_CHUNK) {
     const chunk = ids.slice(i, i + ACCOUNT_CHUNK);
+    await opts.progress?.();
     const [accounts, hourRows, eventRows] = await Promise.all([
       db.account.findMany({
         where: { id: { in: chunk } },

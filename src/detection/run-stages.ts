@@ -14,13 +14,19 @@ import { newId } from '../lib/ids.ts';
 // accumulates the summary. Runs never overlap: each replaces the link graph and the cluster
 // membership wholesale, so a run only leaves `queued` while no other run is `running`; a run
 // whose stage made no progress for STAGE_TIMEOUT_MS (its worker died) is failed to let the next
-// one go. A stage is entered only from the stage before it, so a duplicated or retried job finds
-// its stage taken and does nothing: no action is applied twice.
+// one go. A stage at work says so between its batches (stageProgress), however long it runs: the
+// link stage alone takes minutes at a million accounts, and a stage that outlived the timeout
+// would be failed while it still wrote, overlapping the next run. A stage whose run was failed
+// meanwhile stops at its next progress call, before it writes anything more. A stage is entered
+// only from the stage before it, so a duplicated or retried job finds its stage taken and does
+// nothing: no action is applied twice.
 
 export const STAGES = ['features', 'link', 'score', 'act'] as const;
 export type Stage = (typeof STAGES)[number];
 
 export const STAGE_TIMEOUT_MS = 60 * 60_000;
+/** How often a working stage records its progress: far inside STAGE_TIMEOUT_MS, and cheap. */
+export const PROGRESS_EVERY_MS = 60_000;
 // The runs' own advisory lock: claiming a run and checking that none is running is one step.
 const CLAIM_LOCK = 72_707_370;
 
@@ -111,6 +117,44 @@ export async function finishStage(db: Db, runId: string, stage: Stage, result: S
       ...(last ? { status: 'completed', finishedAt: new Date() } : {}),
     },
   });
+}
+
+/** A stage's run is no longer running that stage (failed as abandoned, say): it must stop. */
+export class RunTakenOver extends Error {
+  override name = 'RunTakenOver';
+  constructor(
+    readonly runId: string,
+    readonly stage: Stage,
+  ) {
+    super(`run ${runId} is no longer in its ${stage} stage`);
+  }
+}
+
+/**
+ * A stage's progress call, for between its batches: records progress (the run's `stage_at`) at
+ * most every `everyMs`, or at once with `force` (before the stage writes its results), and throws
+ * RunTakenOver when the run is no longer running this stage.
+ */
+export type Progress = (force?: boolean) => Promise<void>;
+
+export function stageProgress(
+  db: Db,
+  runId: string,
+  stage: Stage,
+  everyMs = PROGRESS_EVERY_MS,
+  now: () => number = Date.now,
+): Progress {
+  let last = now();
+  return async (force = false) => {
+    const t = now();
+    if (!force && t - last < everyMs) return;
+    last = t;
+    const moved = await db.analysisRun.updateMany({
+      where: { id: runId, status: 'running', stage },
+      data: { stageAt: new Date(t) },
+    });
+    if (moved.count === 0) throw new RunTakenOver(runId, stage);
+  };
 }
 
 export async function failRun(db: Db, runId: string, stage: Stage, err: unknown): Promise<void> {

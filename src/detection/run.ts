@@ -8,6 +8,7 @@ import type { ActionService } from './actions.ts';
 import { assignClusterIds, componentsOf } from './cluster.ts';
 import { farmNetworkArrivals } from './farm-networks.ts';
 import { type ComputedLink, candidatePairs, replaceLinks, weighPairs } from './link.ts';
+import type { Progress } from './run-stages.ts';
 import { actionFor, type ClusterAction, type MemberFacts, scoreCluster } from './score.ts';
 import { indexPhones, refusalsByFingerprint } from './signup-evidence.ts';
 import type { SharedSignal } from './weights.ts';
@@ -23,8 +24,11 @@ export interface RunDeps {
   apiKeys: { invalidateAccount(accountId: string): Promise<void> };
   logger: Logger;
   /** Usage features and usage signals up to asOf (the feature store); optional for tests of linking. */
-  computeFeatures?: (asOf: Date) => Promise<{ accounts: number; signals: number }>;
+  computeFeatures?: (asOf: Date, progress: Progress) => Promise<{ accounts: number; signals: number }>;
 }
+
+/** For a stage run outside the queues (tools, tests): nobody to report progress to. */
+const noProgress: Progress = async () => {};
 
 export interface RunSummary {
   asOf: string;
@@ -89,16 +93,29 @@ export async function runAnalysis(deps: RunDeps, runId: string, asOfInput: Date 
   return summary;
 }
 
+// Every stage takes a progress call (run-stages.ts): it is called between batches, and with force
+// before the stage writes what the next stage reads, so a stage whose run was failed meanwhile
+// stops before it overwrites the work of the run after it.
+
 /** Stage 1: usage features and usage signals as of the event time; phones verified since signup. */
-export async function analyseFeatures(deps: RunDeps, asOf: Date): Promise<StageOutput> {
+export async function analyseFeatures(
+  deps: RunDeps,
+  asOf: Date,
+  progress: Progress = noProgress,
+): Promise<StageOutput> {
   const started = Date.now();
-  const featured = deps.computeFeatures ? (await deps.computeFeatures(asOf)).accounts : 0;
+  const featured = deps.computeFeatures ? (await deps.computeFeatures(asOf, progress)).accounts : 0;
+  await progress(true);
   await indexPhones(deps.db, asOf);
   return { summary: { asOf: asOf.toISOString(), featured, timings: { featuresMs: Date.now() - started } } };
 }
 
 /** Stage 2: every account made by asOf gets its candidates from the index; each pair is weighed once. */
-export async function analyseLinks(deps: RunDeps, asOf: Date): Promise<StageOutput> {
+export async function analyseLinks(
+  deps: RunDeps,
+  asOf: Date,
+  progress: Progress = noProgress,
+): Promise<StageOutput> {
   const { db } = deps;
   const detection = deps.policy().detection;
   let mark = Date.now();
@@ -110,6 +127,7 @@ export async function analyseLinks(deps: RunDeps, asOf: Date): Promise<StageOutp
   const ids = accounts.map((a) => a.id);
   const pairs = new Map<string, SharedSignal[]>();
   for (let i = 0; i < ids.length; i += BATCH) {
+    await progress();
     const found = await candidatePairs(db, ids.slice(i, i + BATCH), detection, asOf, { onlyGreater: true });
     for (const [key, shared] of found) {
       const known = pairs.get(key);
@@ -122,6 +140,7 @@ export async function analyseLinks(deps: RunDeps, asOf: Date): Promise<StageOutp
   const candidatesMs = Date.now() - mark;
   mark = Date.now();
   const links = weighPairs(pairs, detection);
+  await progress(true);
   await replaceLinks(db, links);
   return {
     summary: {
@@ -150,7 +169,11 @@ async function loadLinks(db: Db, asOf: Date): Promise<ComputedLink[]> {
 }
 
 /** Stage 3: clusters from the links (ids stable across runs), each scored as a whole and stored. */
-export async function analyseClusters(deps: RunDeps, asOf: Date): Promise<StageOutput> {
+export async function analyseClusters(
+  deps: RunDeps,
+  asOf: Date,
+  progress: Progress = noProgress,
+): Promise<StageOutput> {
   const { db } = deps;
   const policy = deps.policy();
   const detection = policy.detection;
@@ -206,6 +229,7 @@ export async function analyseClusters(deps: RunDeps, asOf: Date): Promise<StageO
   });
 
   // Membership is replaced wholesale; clusters that lost everyone are kept, not live, for the record.
+  await progress(true);
   await db.$transaction(
     async (tx) => {
       await tx.clusterMember.deleteMany({});
@@ -250,10 +274,16 @@ export async function analyseClusters(deps: RunDeps, asOf: Date): Promise<StageO
  * label overrides: false_positive → none, confirmed_farm → suspend), then the arrivals on farm
  * networks, lone risky accounts, and tier-surge alerts.
  */
-export async function analyseActions(deps: RunDeps, runId: string, asOf: Date): Promise<StageOutput> {
+export async function analyseActions(
+  deps: RunDeps,
+  runId: string,
+  asOf: Date,
+  progress: Progress = noProgress,
+): Promise<StageOutput> {
   const { db } = deps;
   const detection = deps.policy().detection;
   const started = Date.now();
+  await progress(true);
   const live = await db.cluster.findMany({
     where: { live: true },
     select: { id: true, score: true, evidence: true, label: true, members: { select: { accountId: true } } },
@@ -274,6 +304,7 @@ export async function analyseActions(deps: RunDeps, runId: string, asOf: Date): 
   for (const c of scored) {
     actionCounts[c.action] = (actionCounts[c.action] ?? 0) + 1;
     if (c.action === 'none') continue;
+    await progress();
     const result = await deps.actions.applyClusterAction({
       clusterId: c.id,
       action: c.action,

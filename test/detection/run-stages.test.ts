@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { analyseLinks } from '../../src/detection/run.ts';
 import {
   claimRun,
   enterStage,
   finishStage,
+  RunTakenOver,
   STAGE_TIMEOUT_MS,
   STAGES,
+  stageProgress,
 } from '../../src/detection/run-stages.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { runStage } from '../../workers/stages.ts';
@@ -106,6 +109,106 @@ describe('analysis runs in stages', () => {
     expect(row.status).toBe('failed');
     expect(row.error).toMatch(/^abandoned: stage made no progress/);
   }, 60_000);
+
+  it('keeps a stage that reports progress from being taken as abandoned, however long it runs', async () => {
+    const id = await queuedRun();
+    await app.ctx.db.analysisRun.updateMany({ where: { status: 'running' }, data: { status: 'failed' } });
+    expect((await claimRun(app.ctx.db, id, latest)).outcome).toBe('claimed');
+    expect(await enterStage(app.ctx.db, id, 'link')).toBeInstanceOf(Date);
+    // The stage began longer ago than the timeout, and is still at work.
+    const began = new Date(Date.now() - STAGE_TIMEOUT_MS - 60_000);
+    await app.ctx.db.analysisRun.update({ where: { id }, data: { stageAt: began } });
+    await stageProgress(app.ctx.db, id, 'link')(true);
+    const next = await queuedRun();
+    expect(await claimRun(app.ctx.db, next, latest)).toEqual({ outcome: 'busy', runningId: id });
+    const row = await app.ctx.db.analysisRun.findUniqueOrThrow({ where: { id } });
+    expect(row.status).toBe('running');
+    expect(row.stageAt!.getTime()).toBeGreaterThan(Date.now() - 60_000);
+    await app.ctx.db.analysisRun.updateMany({
+      where: { id: { in: [id, next] } },
+      data: { status: 'failed' },
+    });
+  });
+
+  it('records progress at most once an interval, and at once when forced', async () => {
+    const id = await queuedRun();
+    await app.ctx.db.analysisRun.updateMany({ where: { status: 'running' }, data: { status: 'failed' } });
+    expect((await claimRun(app.ctx.db, id, latest)).outcome).toBe('claimed');
+    let clock = Date.parse('2026-03-01T00:00:00Z');
+    const progress = stageProgress(app.ctx.db, id, 'features', 60_000, () => clock);
+    const stageAt = async () =>
+      (await app.ctx.db.analysisRun.findUniqueOrThrow({ where: { id } })).stageAt!.getTime();
+    const claimed = await stageAt();
+    clock += 59_000;
+    await progress();
+    expect(await stageAt()).toBe(claimed);
+    clock += 1_000;
+    await progress();
+    expect(await stageAt()).toBe(clock);
+    clock += 5;
+    await progress(true);
+    expect(await stageAt()).toBe(clock);
+    await app.ctx.db.analysisRun.update({ where: { id }, data: { status: 'failed' } });
+  });
+
+  it('stops a stage whose run was failed meanwhile, before it writes, and hands nothing on', async () => {
+    const id = await queuedRun();
+    await app.ctx.db.analysisRun.updateMany({ where: { status: 'running' }, data: { status: 'failed' } });
+    expect((await claimRun(app.ctx.db, id, latest)).outcome).toBe('claimed');
+    const asOf = await enterStage(app.ctx.db, id, 'link');
+    // A worker that went quiet for longer than the timeout: the next run fails it and starts.
+    await app.ctx.db.analysisRun.update({
+      where: { id },
+      data: { stageAt: new Date(Date.now() - STAGE_TIMEOUT_MS - 60_000) },
+    });
+    const next = await queuedRun();
+    expect((await claimRun(app.ctx.db, next, latest)).outcome).toBe('claimed');
+    let wrote = false;
+    const outcome = await runStage(app.ctx, id, 'link', asOf!, async (progress) => {
+      await progress(true);
+      wrote = true;
+      return { summary: { links: 1 } };
+    });
+    expect(outcome).toEqual({ stopped: id, stage: 'link' });
+    expect(wrote).toBe(false);
+    const row = await app.ctx.db.analysisRun.findUniqueOrThrow({ where: { id } });
+    expect(row).toMatchObject({ status: 'failed', summary: {} });
+    expect(row.error).toMatch(/^abandoned: stage made no progress/);
+    expect(await app.ctx.queues.get('score').getJob(`${id}-score`)).toBeUndefined();
+    await app.ctx.db.analysisRun.update({ where: { id: next }, data: { status: 'failed' } });
+  });
+
+  it('the link stage reports progress, and leaves the links alone once its run is taken over', async () => {
+    const [a, b] = (
+      await app.ctx.db.account.findMany({ select: { id: true }, orderBy: { id: 'asc' }, take: 2 })
+    ).map((r) => r.id);
+    const planted = async () => {
+      await app.ctx.db.link.deleteMany({});
+      await app.ctx.db.link.create({ data: { accountA: a!, accountB: b!, weight: 42, evidence: [] } });
+    };
+    const stillPlanted = async () =>
+      (await app.ctx.db.link.findUnique({ where: { accountA_accountB: { accountA: a!, accountB: b! } } }))
+        ?.weight === 42;
+    const asOf = new Date();
+
+    await planted();
+    const calls: boolean[] = [];
+    await analyseLinks(app.ctx.detection, asOf, async (force = false) => {
+      calls.push(force);
+    });
+    // One call per batch and one before the links are replaced (which the planted link did not survive).
+    expect(calls).toEqual([false, true]);
+    expect(await stillPlanted()).toBe(false);
+
+    await planted();
+    await expect(
+      analyseLinks(app.ctx.detection, asOf, async (force = false) => {
+        if (force) throw new RunTakenOver('run_x', 'link');
+      }),
+    ).rejects.toBeInstanceOf(RunTakenOver);
+    expect(await stillPlanted()).toBe(true);
+    await app.ctx.db.link.deleteMany({});
+  });
 
   it('records a failing stage on the run and hands nothing on', async () => {
     const id = await queuedRun();
