@@ -36,7 +36,8 @@ function answer(res: ServerResponse, status: number, payload: unknown): void {
   res.end(body);
 }
 
-function bareServer(): Server {
+/** node:http answering POST /v1/enforce: the body read and JSON-parsed, then `answerBody`. */
+function jsonServer(answerBody: (parsed: unknown, res: ServerResponse) => void): Server {
   return createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'POST' || req.url !== PATH) {
       answer(res, 404, { error: 'not_found' });
@@ -52,13 +53,19 @@ function bareServer(): Server {
         answer(res, 400, { error: 'malformed_json' });
         return;
       }
-      const key = typeof parsed === 'object' && parsed !== null && 'key' in parsed ? parsed.key : undefined;
-      if (typeof key !== 'string') {
-        answer(res, 400, { error: 'validation_failed' });
-        return;
-      }
-      answer(res, 200, { decision: 'allow' });
+      answerBody(parsed, res);
     });
+  });
+}
+
+function bareServer(): Server {
+  return jsonServer((parsed, res) => {
+    const key = typeof parsed === 'object' && parsed !== null && 'key' in parsed ? parsed.key : undefined;
+    if (typeof key !== 'string') {
+      answer(res, 400, { error: 'validation_failed' });
+      return;
+    }
+    answer(res, 200, { decision: 'allow' });
   });
 }
 
@@ -113,99 +120,85 @@ async function floorServer(client: FloorClient, prefix: string): Promise<Server>
   const policy = FLOOR_DIMENSIONS.flatMap((d) =>
     FLOOR_WINDOWS.map((w) => `"${d}:${w.label}";q=${FLOOR_LIMIT};w=${w.windowMs / 1000}`),
   ).join(', ');
-  return createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (req.method !== 'POST' || req.url !== PATH) {
-      answer(res, 404, { error: 'not_found' });
+  return jsonServer((parsed, res) => {
+    const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as {
+      key?: unknown;
+      ip?: unknown;
+      fingerprint?: unknown;
+      endpoint?: unknown;
+      userAgent?: unknown;
+    };
+    const { key, ip, fingerprint } = body;
+    if (typeof key !== 'string' || typeof ip !== 'string' || typeof fingerprint !== 'string') {
+      answer(res, 400, { error: 'validation_failed' });
       return;
     }
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      let body: {
-        key?: unknown;
-        ip?: unknown;
-        fingerprint?: unknown;
-        endpoint?: unknown;
-        userAgent?: unknown;
-      };
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        answer(res, 400, { error: 'malformed_json' });
-        return;
+    // The key stands in for its key id and account; the address's first byte for its ASN.
+    const values = [key.slice(-24), key.slice(-24), fingerprint, ip, String(ip.charCodeAt(0))];
+    const limits: LimitSpec[] = [];
+    FLOOR_DIMENSIONS.forEach((d, i) => {
+      const hash = `${tag}:floor:${d}:${values[i]}`;
+      for (const w of FLOOR_WINDOWS) {
+        limits.push({
+          name: `${d}:${w.label}`,
+          key: hash,
+          slot: w.slot,
+          limit: FLOOR_LIMIT,
+          windowMs: w.windowMs,
+          buckets: w.buckets,
+          shape: shapes[i]!,
+        });
       }
-      const { key, ip, fingerprint } = body;
-      if (typeof key !== 'string' || typeof ip !== 'string' || typeof fingerprint !== 'string') {
-        answer(res, 400, { error: 'validation_failed' });
-        return;
-      }
-      // The key stands in for its key id and account; the address's first byte for its ASN.
-      const values = [key.slice(-24), key.slice(-24), fingerprint, ip, String(ip.charCodeAt(0))];
-      const limits: LimitSpec[] = [];
-      FLOOR_DIMENSIONS.forEach((d, i) => {
-        const hash = `${tag}:floor:${d}:${values[i]}`;
-        for (const w of FLOOR_WINDOWS) {
-          limits.push({
-            name: `${d}:${w.label}`,
-            key: hash,
-            slot: w.slot,
-            limit: FLOOR_LIMIT,
-            windowMs: w.windowMs,
-            buckets: w.buckets,
-            shape: shapes[i]!,
-          });
-        }
-      });
-      const now = Date.now();
-      const fields = encodeUsageEvent({
-        accountId: values[1]!,
-        keyId: values[0]!,
-        at: now,
-        ip,
-        asn: ip.charCodeAt(0),
-        fingerprint,
-        tlsFingerprint: null,
-        userAgent: typeof body.userAgent === 'string' ? body.userAgent : null,
-        endpoint: typeof body.endpoint === 'string' ? body.endpoint : null,
-        cost: 1,
-        decision: 'allow',
-        reason: null,
-        minhash: [],
-        sampled: true,
-      });
-      limiter
-        .check({
-          now,
-          mode: 'enforce',
-          cost: 1,
-          limits,
-          event: { stream: `${tag}:floor:usage`, maxLen: 1_000_000, fields, when: 'always' },
-        })
-        .then(
-          (result) => {
-            const first = result.limits[0]!;
-            const payload = {
-              decision: 'allow',
-              accountId: values[1],
-              limits: result.limits.map((l) => ({
-                name: l.name,
-                limit: l.limit,
-                remaining: l.remaining,
-                resetSeconds: Math.ceil(l.resetMs / 1000),
-              })),
-            };
-            const text = JSON.stringify(payload);
-            res.writeHead(200, {
-              'RateLimit-Policy': policy,
-              RateLimit: `"${first.name}";r=${first.remaining};t=${Math.ceil(first.resetMs / 1000)}`,
-              'Content-Type': 'application/json; charset=utf-8',
-              'Content-Length': Buffer.byteLength(text),
-            });
-            res.end(text);
-          },
-          () => answer(res, 200, { decision: 'deny', reason: 'limiter_unavailable', limits: [] }),
-        );
     });
+    const now = Date.now();
+    const fields = encodeUsageEvent({
+      accountId: values[1]!,
+      keyId: values[0]!,
+      at: now,
+      ip,
+      asn: ip.charCodeAt(0),
+      fingerprint,
+      tlsFingerprint: null,
+      userAgent: typeof body.userAgent === 'string' ? body.userAgent : null,
+      endpoint: typeof body.endpoint === 'string' ? body.endpoint : null,
+      cost: 1,
+      decision: 'allow',
+      reason: null,
+      minhash: [],
+      sampled: true,
+    });
+    limiter
+      .check({
+        now,
+        mode: 'enforce',
+        cost: 1,
+        limits,
+        event: { stream: `${tag}:floor:usage`, maxLen: 1_000_000, fields, when: 'always' },
+      })
+      .then(
+        (result) => {
+          const first = result.limits[0]!;
+          const payload = {
+            decision: 'allow',
+            accountId: values[1],
+            limits: result.limits.map((l) => ({
+              name: l.name,
+              limit: l.limit,
+              remaining: l.remaining,
+              resetSeconds: Math.ceil(l.resetMs / 1000),
+            })),
+          };
+          const text = JSON.stringify(payload);
+          res.writeHead(200, {
+            'RateLimit-Policy': policy,
+            RateLimit: `"${first.name}";r=${first.remaining};t=${Math.ceil(first.resetMs / 1000)}`,
+            'Content-Type': 'application/json; charset=utf-8',
+            'Content-Length': Buffer.byteLength(text),
+          });
+          res.end(text);
+        },
+        () => answer(res, 200, { decision: 'deny', reason: 'limiter_unavailable', limits: [] }),
+      );
   });
 }
 
