@@ -55,6 +55,7 @@ interface Options {
   budgetMinutes: number;
   explain: boolean;
   fullRun: boolean;
+  concurrency: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -67,6 +68,7 @@ function parseOptions(argv: string[]): Options {
       'import-budget': { type: 'string', default: '15' },
       explain: { type: 'boolean', default: false },
       'full-run': { type: 'boolean', default: false },
+      concurrency: { type: 'string', default: '1' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -83,6 +85,7 @@ function parseOptions(argv: string[]): Options {
         '  --explain        print EXPLAIN (ANALYZE, BUFFERS) of the candidate query for the slowest\n' +
         '                   account of each group at the largest size (stderr)\n' +
         '  --full-run       also time the link stage of a full analysis run at each size\n' +
+        '  --concurrency    candidate queries in flight in that stage (ANALYSIS_CONCURRENCY; default 1)\n' +
         '  --json           only a JSON line on stdout; the tables go to stderr\n',
     );
     process.exit(0);
@@ -101,6 +104,9 @@ function parseOptions(argv: string[]): Options {
   const budgetMinutes = Number(values['import-budget']);
   if (!Number.isFinite(budgetMinutes) || budgetMinutes <= 0)
     fail('--import-budget must be a positive number');
+  const concurrency = Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 8)
+    fail('--concurrency must be from 1 to 8');
   return {
     sizes,
     sample,
@@ -109,6 +115,7 @@ function parseOptions(argv: string[]): Options {
     budgetMinutes,
     explain: values.explain,
     fullRun: values['full-run'],
+    concurrency,
   };
 }
 
@@ -434,7 +441,9 @@ function report(
   const runs = steps.filter((st) => st.fullRun !== null);
   if (runs.length > 0) {
     out.push('');
-    out.push('Link stage of a full analysis run (every account, batches of 400; --full-run):');
+    out.push(
+      `Link stage of a full analysis run (every account, batches of 400, ${opts.concurrency} in flight; --full-run):`,
+    );
     out.push(
       table(
         ['accounts', 'wall s', 'candidates s', 'ms per account', 'links'],
@@ -524,6 +533,7 @@ async function run(opts: Options, signal: AbortSignal): Promise<void> {
             db,
             policy: () => policy,
             logger: createLogger('warn'),
+            linkConcurrency: opts.concurrency,
             // The link stage reads and writes only accounts, signals and links.
             actions: undefined as never,
             audit: undefined as never,

@@ -44,6 +44,8 @@ const schema = z.object({
   // Bounded connection attempts: an unreachable store must fail start-up fast, not hang it.
   CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  // Candidate queries of an analysis run's link stage in flight at once (below the pool's 10).
+  ANALYSIS_CONCURRENCY: z.coerce.number().int().min(1).max(8).default(2),
   METRICS_ENABLED: bool.default(true),
   // Server-side secret mixed into the hashes of API keys and verification codes, so a copy of the
   // database alone cannot confirm a guessed key or code. Unset: one is generated and kept in

@@ -238,6 +238,7 @@ export async function createContext(
     audit,
     apiKeys,
     logger,
+    linkConcurrency: config.ANALYSIS_CONCURRENCY,
     computeFeatures: (asOf, progress) =>
       computeFeatures(db, {
         asOf,

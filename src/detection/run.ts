@@ -2,6 +2,7 @@ import type { AuditLog } from '../audit/audit.ts';
 import type { Db } from '../db/client.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
 import { newId } from '../lib/ids.ts';
+import { mapLimit } from '../lib/map-limit.ts';
 import type { Logger } from '../logger.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { ActionService } from './actions.ts';
@@ -23,6 +24,11 @@ export interface RunDeps {
   audit: AuditLog;
   apiKeys: { invalidateAccount(accountId: string): Promise<void> };
   logger: Logger;
+  /**
+   * Batches of the link stage in flight at once (ANALYSIS_CONCURRENCY): the candidate queries are
+   * PostgreSQL's work, which a server with cores to spare does side by side. Default 1.
+   */
+  linkConcurrency?: number;
   /** Usage features and usage signals up to asOf (the feature store); optional for tests of linking. */
   computeFeatures?: (asOf: Date, progress: Progress) => Promise<{ accounts: number; signals: number }>;
 }
@@ -44,7 +50,8 @@ export interface RunSummary {
   timings: Record<string, number>;
 }
 
-const BATCH = 400;
+/** Accounts per candidate query of the link stage. */
+export const LINK_BATCH = 400;
 
 /** Kinds that tie accounts to one person or one operator, beyond sharing a network. */
 const IDENTITY_KINDS: ReadonlySet<string> = new Set([
@@ -125,18 +132,27 @@ export async function analyseLinks(
     orderBy: { id: 'asc' },
   });
   const ids = accounts.map((a) => a.id);
+  const batches: string[][] = [];
+  for (let i = 0; i < ids.length; i += LINK_BATCH) batches.push(ids.slice(i, i + LINK_BATCH));
+  // Merged in batch order as the batches come in (one that finishes early waits for those before
+  // it), so the result does not depend on which batch finished first.
   const pairs = new Map<string, SharedSignal[]>();
-  for (let i = 0; i < ids.length; i += BATCH) {
+  const waiting: Array<Map<string, SharedSignal[]> | undefined> = [];
+  let merged = 0;
+  await mapLimit(batches, deps.linkConcurrency ?? 1, async (batch, i) => {
     await progress();
-    const found = await candidatePairs(db, ids.slice(i, i + BATCH), detection, asOf, { onlyGreater: true });
-    for (const [key, shared] of found) {
-      const known = pairs.get(key);
-      if (!known) pairs.set(key, shared);
-      else
-        for (const s of shared)
-          if (!known.some((k) => k.kind === s.kind && k.value === s.value)) known.push(s);
+    waiting[i] = await candidatePairs(db, batch, detection, asOf, { onlyGreater: true });
+    for (let next = waiting[merged]; next !== undefined; next = waiting[merged]) {
+      waiting[merged++] = undefined;
+      for (const [key, shared] of next) {
+        const known = pairs.get(key);
+        if (!known) pairs.set(key, shared);
+        else
+          for (const s of shared)
+            if (!known.some((k) => k.kind === s.kind && k.value === s.value)) known.push(s);
+      }
     }
-  }
+  });
   const candidatesMs = Date.now() - mark;
   mark = Date.now();
   const links = weighPairs(pairs, detection);
