@@ -9,7 +9,6 @@ import {
 } from '../src/detection/run.ts';
 import {
   claimRun,
-  createScheduledRun,
   enterStage,
   failRun,
   finishStage,
@@ -18,6 +17,7 @@ import {
   RunTakenOver,
   type Stage,
   type StageResult,
+  scheduledRun,
   stageProgress,
 } from '../src/detection/run-stages.ts';
 import { defineProcessor, type Processor } from './processor.ts';
@@ -74,7 +74,7 @@ export const features = defineProcessor({
   queue: 'features',
   concurrency: 1,
   async process(job: Job<{ runId?: string }>, ctx: Context) {
-    const runId = job.data.runId ?? (await createScheduledRun(ctx.db));
+    const runId = job.data.runId ?? (await scheduledRun(ctx.db));
     const claim = await claimRun(ctx.db, runId, () => latestEventTime(ctx.db));
     if (claim.outcome === 'gone') return { skipped: runId };
     if (claim.outcome === 'busy') {

@@ -32,10 +32,25 @@ const CLAIM_LOCK = 72_707_370;
 
 export const nextStage = (stage: Stage): Stage | null => STAGES[STAGES.indexOf(stage) + 1] ?? null;
 
-/** A scheduled run has no record yet: the first stage makes one. */
-export async function createScheduledRun(db: Db): Promise<string> {
-  const row = await db.analysisRun.create({ data: { id: newId('run'), requestedBy: 'schedule' } });
-  return row.id;
+/**
+ * The run a scheduled tick drives: a run still queued without a fixed event time if there is one
+ * (it takes the newest event time when it starts, so it covers this tick too), else a new one.
+ * Without this, a schedule shorter than a run (a full run over a million accounts takes longer
+ * than the default 15 minutes) would queue one more run every tick behind the running one: a
+ * backlog that only grows. Taking the queued run over also revives it should its own job be lost.
+ */
+export async function scheduledRun(db: Db): Promise<string> {
+  return db.$transaction(async (tx) => {
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(${CLAIM_LOCK}::bigint)`;
+    const waiting = await tx.analysisRun.findFirst({
+      where: { status: 'queued', asOf: null },
+      select: { id: true },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+    });
+    if (waiting) return waiting.id;
+    const row = await tx.analysisRun.create({ data: { id: newId('run'), requestedBy: 'schedule' } });
+    return row.id;
+  });
 }
 
 export type Claim =

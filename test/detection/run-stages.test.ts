@@ -1,3 +1,4 @@
+import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyseLinks } from '../../src/detection/run.ts';
 import {
@@ -10,7 +11,7 @@ import {
   stageProgress,
 } from '../../src/detection/run-stages.ts';
 import { newId } from '../../src/lib/ids.ts';
-import { runStage } from '../../workers/stages.ts';
+import { features, runStage } from '../../workers/stages.ts';
 import { createAccount } from '../support/accounts.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
@@ -208,6 +209,32 @@ describe('analysis runs in stages', () => {
     ).rejects.toBeInstanceOf(RunTakenOver);
     expect(await stillPlanted()).toBe(true);
     await app.ctx.db.link.deleteMany({});
+  });
+
+  it('drives the run already queued on a scheduled tick, rather than queue one more behind a long run', async () => {
+    await app.ctx.db.analysisRun.updateMany({
+      where: { status: { in: ['queued', 'running'] } },
+      data: { status: 'failed' },
+    });
+    const long = await queuedRun();
+    expect((await claimRun(app.ctx.db, long, latest)).outcome).toBe('claimed');
+    const tick = () => features.process({ data: {} } as Job<{ runId?: string }>, app.ctx);
+    const first = (await tick()) as { waiting: string; behind: string };
+    const second = (await tick()) as { waiting: string; behind: string };
+    expect(first.behind).toBe(long);
+    expect(second).toEqual(first);
+    const queued = await app.ctx.db.analysisRun.findMany({ where: { status: 'queued' } });
+    expect(queued.map((r) => r.id)).toEqual([first.waiting]);
+    expect(queued[0]?.requestedBy).toBe('schedule');
+    // A run queued for a fixed event time covers only that time: a tick does not take it over.
+    await app.ctx.db.analysisRun.update({ where: { id: first.waiting }, data: { asOf: new Date() } });
+    const third = (await tick()) as { waiting: string };
+    expect(third.waiting).not.toBe(first.waiting);
+    // Whatever the ticks left waiting finds its run gone and stops.
+    await app.ctx.db.analysisRun.updateMany({
+      where: { id: { in: [long, first.waiting, third.waiting] } },
+      data: { status: 'failed' },
+    });
   });
 
   it('records a failing stage on the run and hands nothing on', async () => {
