@@ -238,6 +238,8 @@ interface FullRun {
   seconds: number;
   candidatesSeconds: number;
   links: number;
+  /** The most heap this process used during the stage (sampled every 250 ms). */
+  peakHeapBytes: number;
 }
 
 interface Projection {
@@ -446,7 +448,7 @@ function report(
     );
     out.push(
       table(
-        ['accounts', 'wall s', 'candidates s', 'ms per account', 'links'],
+        ['accounts', 'wall s', 'candidates s', 'ms per account', 'links', 'peak heap'],
         runs.map((st) => {
           const f = st.fullRun!;
           return [
@@ -455,6 +457,7 @@ function report(
             fixed(f.candidatesSeconds),
             ms((f.seconds * 1000) / Math.max(1, f.accounts)),
             int(f.links),
+            mib(f.peakHeapBytes),
           ];
         }),
       ),
@@ -528,6 +531,10 @@ async function run(opts: Options, signal: AbortSignal): Promise<void> {
       if (opts.fullRun) {
         log(`link stage of a full analysis run over ${int(all.length)} accounts`);
         const f0 = performance.now();
+        let peakHeapBytes = process.memoryUsage().heapUsed;
+        const sampler = setInterval(() => {
+          peakHeapBytes = Math.max(peakHeapBytes, process.memoryUsage().heapUsed);
+        }, 250);
         const stage = await analyseLinks(
           {
             db,
@@ -540,12 +547,13 @@ async function run(opts: Options, signal: AbortSignal): Promise<void> {
             apiKeys: undefined as never,
           },
           new Date(),
-        );
+        ).finally(() => clearInterval(sampler));
         fullRun = {
           accounts: stage.summary.accounts ?? all.length,
           seconds: (performance.now() - f0) / 1000,
           candidatesSeconds: (stage.summary.timings.candidatesMs ?? 0) / 1000,
           links: stage.summary.links ?? 0,
+          peakHeapBytes,
         };
         log(`full link stage: ${fixed(fullRun.seconds)} s, ${int(fullRun.links)} links`);
       }

@@ -12,7 +12,6 @@ import { type ComputedLink, candidatePairs, replaceLinks, weighPairs } from './l
 import type { Progress } from './run-stages.ts';
 import { actionFor, type ClusterAction, type MemberFacts, scoreCluster } from './score.ts';
 import { indexPhones, refusalsByFingerprint } from './signup-evidence.ts';
-import type { SharedSignal } from './weights.ts';
 
 // One analysis run: usage features, links, clusters, scores and actions over everything as of an
 // event time. The same data and the same asOf give the same clusters.
@@ -134,28 +133,18 @@ export async function analyseLinks(
   const ids = accounts.map((a) => a.id);
   const batches: string[][] = [];
   for (let i = 0; i < ids.length; i += LINK_BATCH) batches.push(ids.slice(i, i + LINK_BATCH));
-  // Merged in batch order as the batches come in (one that finishes early waits for those before
-  // it), so the result does not depend on which batch finished first.
-  const pairs = new Map<string, SharedSignal[]>();
-  const waiting: Array<Map<string, SharedSignal[]> | undefined> = [];
-  let merged = 0;
-  await mapLimit(batches, deps.linkConcurrency ?? 1, async (batch, i) => {
+  // Each pair is found from its smaller id only (onlyGreater), so in one batch, with all its shared
+  // signals: a batch's pairs are weighed as soon as it is in, and only its links are kept (holding
+  // every candidate pair until the end ran a worker out of memory at a million accounts). Which
+  // batch finishes first changes only the order of the links, which are stored as a set.
+  const links: ComputedLink[] = [];
+  await mapLimit(batches, deps.linkConcurrency ?? 1, async (batch) => {
     await progress();
-    waiting[i] = await candidatePairs(db, batch, detection, asOf, { onlyGreater: true });
-    for (let next = waiting[merged]; next !== undefined; next = waiting[merged]) {
-      waiting[merged++] = undefined;
-      for (const [key, shared] of next) {
-        const known = pairs.get(key);
-        if (!known) pairs.set(key, shared);
-        else
-          for (const s of shared)
-            if (!known.some((k) => k.kind === s.kind && k.value === s.value)) known.push(s);
-      }
-    }
+    const pairs = await candidatePairs(db, batch, detection, asOf, { onlyGreater: true });
+    for (const link of weighPairs(pairs, detection)) links.push(link);
   });
   const candidatesMs = Date.now() - mark;
   mark = Date.now();
-  const links = weighPairs(pairs, detection);
   await progress(true);
   await replaceLinks(db, links);
   return {
