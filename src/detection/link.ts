@@ -325,23 +325,29 @@ export async function saveLinks(db: Db, links: readonly ComputedLink[]): Promise
   }
 }
 
-/** Replaces every link in one transaction: a full analysis run's view of the graph. */
+/**
+ * Replaces every link in one transaction: a full analysis run's view of the graph. Readers see the
+ * old graph or the new one, never half of each (DELETE, not TRUNCATE, so they are not blocked
+ * meanwhile). The transaction's budget grows with the graph: a million accounts' links take tens
+ * of seconds to write, far past Prisma's default of 5 s, which failed the run at the last step.
+ */
 export async function replaceLinks(db: Db, links: readonly ComputedLink[]): Promise<void> {
-  const payloads: string[] = [];
-  for (let i = 0; i < links.length; i += 2_000) {
-    payloads.push(
-      JSON.stringify(links.slice(i, i + 2_000).map((l) => ({ a: l.a, b: l.b, w: l.weight, e: l.evidence }))),
-    );
-  }
   await db.$transaction(
-    [
-      db.$executeRaw`DELETE FROM links`,
-      ...payloads.map(
-        (p) => db.$executeRaw`
+    async (tx) => {
+      await tx.$executeRaw`DELETE FROM links`;
+      for (let i = 0; i < links.length; i += 2_000) {
+        const payload = JSON.stringify(
+          links.slice(i, i + 2_000).map((l) => ({ a: l.a, b: l.b, w: l.weight, e: l.evidence })),
+        );
+        await tx.$executeRaw`
           INSERT INTO links (account_a, account_b, weight, evidence, updated_at)
-          SELECT r.a, r.b, r.w, r.e, now() FROM jsonb_to_recordset(${p}::jsonb) AS r(a text, b text, w float8, e jsonb)`,
-      ),
-    ],
-    { isolationLevel: Prisma.TransactionIsolationLevel.ReadCommitted },
+          SELECT r.a, r.b, r.w, r.e, now() FROM jsonb_to_recordset(${payload}::jsonb) AS r(a text, b text, w float8, e jsonb)`;
+      }
+    },
+    {
+      isolationLevel: Prisma.TransactionIsolationLevel.ReadCommitted,
+      maxWait: 10_000,
+      timeout: 60_000 + 2 * links.length,
+    },
   );
 }

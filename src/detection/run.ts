@@ -269,7 +269,8 @@ export async function analyseClusters(
       for (const c of scored)
         await tx.account.updateMany({ where: { id: { in: c.members } }, data: { risk: c.score } });
     },
-    { timeout: 120_000, maxWait: 10_000 },
+    // Two statements per cluster: the budget grows with their number, as the link graph's does.
+    { timeout: 120_000 + 5 * scored.length, maxWait: 10_000 },
   );
   return { summary: { clusters: scored.length, timings: { clustersMs: Date.now() - started } } };
 }
