@@ -278,11 +278,16 @@ export class RespClient {
     this.socket?.destroy();
   }
 
-  private enqueue(command: CommandParts, resolve: Pending['resolve'], reject: Pending['reject']): void {
+  private enqueue(
+    command: CommandParts,
+    resolve: Pending['resolve'],
+    reject: Pending['reject'],
+    deadline = Date.now() + this.options.commandTimeoutMs,
+  ): void {
     this.pending.push({
       resolve,
       reject,
-      deadline: Date.now() + this.options.commandTimeoutMs,
+      deadline,
       settled: false,
     });
     this.outgoing.push(encodeParts(command));
@@ -342,6 +347,10 @@ export class RespClient {
       handshake.push(['PING']);
       let left = handshake.length;
       const fail = (err: Error) => socket.destroy(err);
+      // The handshake runs under the connect budget (the timer above), not the command budget: a
+      // busy Redis may answer its first PING later than a decision may wait, and a connection that
+      // failed for that would fail again at every retry. Nothing else is sent before it completes,
+      // so the sweep, which stops at the first entry not yet due, holds nothing up meanwhile.
       for (const command of handshake) {
         this.enqueue(
           [command],
@@ -354,6 +363,7 @@ export class RespClient {
             this.firstConnect = null;
           },
           fail,
+          Number.POSITIVE_INFINITY,
         );
       }
       this.flush();

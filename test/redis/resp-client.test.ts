@@ -255,6 +255,37 @@ describe('when Redis is slow, silent or odd', () => {
     }
   });
 
+  it('gives the handshake the connect budget, not the command budget', async () => {
+    // A Redis on a busy host answers its first PING late: past the tens of ms a decision may wait,
+    // well within the time a connection may take to open.
+    const fake = await fakeRedis((args, socket) => {
+      if (args[0] === 'PING') setTimeout(() => socket.write('+PONG\r\n'), 150);
+      return args[0] === 'PING' ? null : ':1\r\n';
+    });
+    try {
+      const c = client({ url: fake.url, commandTimeoutMs: 20, connectTimeoutMs: 1_000 });
+      await c.connect();
+      expect(c.isReady).toBe(true);
+      expect(await c.call(['GET', 'x'])).toBe(1);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('fails the first connect at the connect budget when the handshake gets no answer', async () => {
+    const fake = await fakeRedis(() => null);
+    try {
+      const started = Date.now();
+      await expect(
+        client({ url: fake.url, commandTimeoutMs: 20, connectTimeoutMs: 300 }).connect(),
+      ).rejects.toThrow(/no connection to Redis within 300 ms/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+      expect(Date.now() - started).toBeLessThan(1_000);
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('reads replies that arrive a byte at a time', async () => {
     const fake = await fakeRedis((args, socket) => {
       if (args[0] === 'PING') return '+PONG\r\n';
