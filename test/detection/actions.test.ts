@@ -263,11 +263,12 @@ describe('applyClusterAction', () => {
 
   it('changes no member when any part of the action fails', async () => {
     const f = await farm(6);
-    let calls = 0;
+    // The members' new states are written and half their audit events too when the store fails.
     const flaky: AuditLog = {
-      async record(entry, tx) {
-        if (++calls === 4) throw new Error('audit store refused the write');
-        await app.ctx.audit.record(entry, tx);
+      record: (entry, tx) => app.ctx.audit.record(entry, tx),
+      async recordMany(entries, tx) {
+        await app.ctx.audit.recordMany(entries.slice(0, 3), tx);
+        throw new Error('audit store refused the write');
       },
     };
     await expect(serviceFor({ audit: flaky }).applyClusterAction(run(f, 'suspend'))).rejects.toThrow(
@@ -489,6 +490,74 @@ describe('applyClusterAction', () => {
     const events = (await clusterEvents(f.clusterId)).length;
     await actions.labelCluster(f.clusterId, 'false_positive', 'tok_analyst');
     expect((await clusterEvents(f.clusterId)).length).toBe(events);
+  });
+
+  it('acts on a farm of 1,500 in one call, each member keeping its own history', async () => {
+    // Written in bulk (a few statements per thousand members): the members differ in what they
+    // owed before, and each must get back its own state on undo, not its neighbour's.
+    const clusterId = newId('clu');
+    const kinds = [
+      ...Array<'plain'>(600).fill('plain'),
+      ...Array<'owesPhone'>(600).fill('owesPhone'),
+      ...Array<'analyst'>(300).fill('analyst'),
+    ];
+    const members = kinds.map(() => newId('acc'));
+    await app.ctx.db.account.createMany({
+      data: members.map((id, i) => ({
+        id,
+        email: `${id}@farm.example`,
+        emailCanonicalHash: `bulk-${id}`,
+        emailDomain: 'farm.example',
+        emailVerifiedAt: new Date(),
+        status: kinds[i] === 'analyst' ? 'suspended' : 'active',
+        statusReason: kinds[i] === 'analyst' ? 'analyst:tok_analyst' : null,
+        requiresPhone: kinds[i] === 'owesPhone',
+      })),
+    });
+    await app.ctx.db.cluster.create({
+      data: { id: clusterId, score: 0.74, size: members.length, evidence: evidenceOf(members.length) },
+    });
+    await app.ctx.db.clusterMember.createMany({
+      data: members.map((accountId) => ({ accountId, clusterId })),
+    });
+    const f: Farm = { clusterId, members, keys: [] };
+    const of = (kind: string) => members.filter((_, i) => kinds[i] === kind);
+
+    const result = await actions.applyClusterAction(run(f, 'suspend'));
+    expect(result.changed.sort()).toEqual([...of('plain'), ...of('owesPhone')].sort());
+    const rows = await app.ctx.db.account.findMany({ where: { id: { in: members } } });
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const id of [...of('plain'), ...of('owesPhone')]) {
+      expect(byId.get(id)).toMatchObject({
+        status: 'suspended',
+        statusReason: `cluster:${clusterId}:suspend`,
+        requiresPhone: kinds[members.indexOf(id)] === 'owesPhone',
+      });
+    }
+    for (const id of of('analyst')) expect(byId.get(id)).toMatchObject({ status: 'suspended' });
+
+    const suspended = await accountEvents(members);
+    expect(suspended).toHaveLength(1_200);
+    const previous = new Map(
+      suspended.map((e) => [e.subjectId, (e.data as { previous: { requiresPhone: boolean } }).previous]),
+    );
+    for (const id of of('plain'))
+      expect(previous.get(id)).toEqual({ status: 'active', statusReason: null, requiresPhone: false });
+    for (const id of of('owesPhone')) expect(previous.get(id)?.requiresPhone).toBe(true);
+
+    const undone = await actions.unsuspendCluster(clusterId, 'tok_analyst', 'appeal upheld');
+    expect(undone.changed.sort()).toEqual([...of('plain'), ...of('owesPhone')].sort());
+    const after = new Map(
+      (await app.ctx.db.account.findMany({ where: { id: { in: members } } })).map((r) => [r.id, r]),
+    );
+    // Each member owes again what it owed before: the phone for those that owed it, nothing else.
+    for (const id of of('plain'))
+      expect(after.get(id)).toMatchObject({ status: 'active', requiresPhone: false });
+    for (const id of of('owesPhone'))
+      expect(after.get(id)).toMatchObject({ status: 'pending', requiresPhone: true });
+    for (const id of of('analyst')) expect(after.get(id)).toMatchObject({ status: 'suspended' });
+    const restored = (await accountEvents(members)).filter((e) => e.action === 'account.restored');
+    expect(new Set(restored.map((e) => e.subjectId)).size).toBe(1_200);
   });
 });
 
