@@ -257,7 +257,15 @@ export async function createContext(
     policy: () => policy,
     pepper,
     // A step-up that reactivates an account must reach every instance's key cache at once.
-    onStatusChange: (id) => apiKeys.invalidateAccount(id),
+    // Not being able to publish leaves the account active; other instances then see it at their
+    // cache TTL (this one already has).
+    onStatusChange: (id) =>
+      apiKeys.invalidateAccount(id).catch((err: Error) => {
+        logger.error(
+          { err: { message: err.message }, accountId: id },
+          'could not publish a key invalidation',
+        );
+      }),
   });
   const metrics = createMetrics({
     defaultMetrics: config.METRICS_ENABLED,

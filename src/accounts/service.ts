@@ -47,7 +47,7 @@ export interface AccountDeps {
   queues: Queues;
   policy: () => Policy;
   pepper: string;
-  /** Tells every instance an account's status changed (drops cached keys). */
+  /** Tells every instance an account's status changed (drops cached keys); must not throw. */
   onStatusChange?: (accountId: string) => Promise<void>;
   now?: () => number;
 }
@@ -118,10 +118,15 @@ export function createAccountService(deps: AccountDeps): AccountService {
       (account.status === 'pending' || account.status === 'challenged') &&
       pendingVerifications(account, required()).length === 0
     ) {
-      return deps.db.account.update({
+      const active = await deps.db.account.update({
         where: { id },
         data: { status: 'active', requiresPhone: false, statusReason: null },
       });
+      // Enforcement caches the account with its keys (a challenged account, or one restored on
+      // appeal that still owes a verification, has some): once it passes, every instance must
+      // let it through now, not when its cached copy expires.
+      await deps.onStatusChange?.(id);
+      return active;
     }
     return account;
   };
