@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { candidatePairs, evidenceOnlyKinds, weighPairs } from '../../src/detection/link.ts';
 import type { SharedSignal } from '../../src/detection/weights.ts';
 import { insertSignals } from '../../src/signals/store.ts';
+import { insertAccounts } from '../support/accounts.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
 
 // Candidate search skips the kinds that can never make a link on their own (evidence-only kinds)
@@ -35,16 +36,7 @@ async function population(seed: number): Promise<string[]> {
   const r = rng(seed);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
   const ids = Array.from({ length: 40 }, (_, i) => `acc_ev${seed}_${String(i).padStart(2, '0')}`);
-  await app.ctx.db.account.createMany({
-    data: ids.map((id, i) => ({
-      id,
-      email: `${id}@example.org`,
-      emailCanonicalHash: id,
-      emailDomain: 'example.org',
-      status: 'active' as const,
-      createdAt: new Date(T0 + i * 60_000),
-    })),
-  });
+  await insertAccounts(app, ids, T0);
   // Finder kinds in small groups; evidence-only kinds in crowds, at times that do not follow the
   // order the finder kinds were made in, with ties, so nearest-in-time sampling matters.
   const rows: Array<{ kind: string; value: string; accountId: string; at: Date }> = [];

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyseLinks, LINK_BATCH } from '../../src/detection/run.ts';
 import { insertSignals } from '../../src/signals/store.ts';
+import { insertAccounts } from '../support/accounts.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
 
 // The link stage of a full run queries its batches of accounts side by side (ANALYSIS_CONCURRENCY);
@@ -32,16 +33,7 @@ function rng(seed: number) {
 async function population(count: number, seed: number): Promise<void> {
   const r = rng(seed);
   const ids = Array.from({ length: count }, (_, i) => `acc_lc_${String(i).padStart(5, '0')}`);
-  await app.ctx.db.account.createMany({
-    data: ids.map((id, i) => ({
-      id,
-      email: `${id}@example.org`,
-      emailCanonicalHash: id,
-      emailDomain: 'example.org',
-      status: 'active' as const,
-      createdAt: new Date(T0 + i * 60_000),
-    })),
-  });
+  await insertAccounts(app, ids, T0);
   const rows: Array<{ kind: string; value: string; accountId: string; at: Date }> = [];
   ids.forEach((id, i) => {
     const at = new Date(T0 + i * 60_000);

@@ -39,3 +39,20 @@ export async function createKey(
   if (res.status !== 201) throw new Error(`key creation failed: ${res.status} ${res.text}`);
   return res.body as { key: string; id: string };
 }
+
+/**
+ * Active accounts with the given ids, written in bulk, the i-th made at `t0 + i × stepMs`: a
+ * population for linking tests, which read signals and creation times and nothing else.
+ */
+export async function insertAccounts(app: TestApp, ids: readonly string[], t0: number, stepMs = 60_000) {
+  await app.ctx.db.account.createMany({
+    data: ids.map((id, i) => ({
+      id,
+      email: `${id}@example.org`,
+      emailCanonicalHash: id,
+      emailDomain: 'example.org',
+      status: 'active' as const,
+      createdAt: new Date(t0 + i * stepMs),
+    })),
+  });
+}
