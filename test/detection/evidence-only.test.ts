@@ -4,6 +4,7 @@ import type { SharedSignal } from '../../src/detection/weights.ts';
 import { insertSignals } from '../../src/signals/store.ts';
 import { insertAccounts } from '../support/accounts.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
+import { seededRandom } from '../support/random.ts';
 
 // Candidate search skips the kinds that can never make a link on their own (evidence-only kinds)
 // and reads their evidence for the pairs the other kinds found. Random populations with tight caps
@@ -18,17 +19,7 @@ afterAll(async () => {
   await app.close();
 });
 
-/** A small deterministic generator (mulberry32), so a failure can be replayed from its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const T0 = Date.parse('2026-05-01T00:00:00Z');
 

@@ -3,6 +3,7 @@ import { analyseLinks, LINK_BATCH } from '../../src/detection/run.ts';
 import { insertSignals } from '../../src/signals/store.ts';
 import { insertAccounts } from '../support/accounts.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
+import { seededRandom } from '../support/random.ts';
 
 // The link stage of a full run queries its batches of accounts side by side (ANALYSIS_CONCURRENCY);
 // the links it writes are the same as one batch at a time, whichever batch finishes first.
@@ -17,17 +18,7 @@ afterAll(async () => {
 
 const T0 = Date.parse('2026-05-01T00:00:00Z');
 
-/** mulberry32: a failure can be replayed from its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 /** Accounts over several batches, sharing devices, addresses and e-mail patterns in small groups. */
 async function population(count: number, seed: number): Promise<void> {
