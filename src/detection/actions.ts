@@ -19,6 +19,7 @@ import type { Account, Prisma } from '../generated/prisma/client.ts';
 import type { AccountStatus, ClusterAction } from '../generated/prisma/enums.ts';
 import { ProblemError } from '../http/problem.ts';
 import type { KeyService } from '../keys/service.ts';
+import { inSlices, STATEMENT_SLICE } from '../lib/in-slices.ts';
 import type { Logger } from '../logger.ts';
 import type { Policy } from '../policy/policy.ts';
 
@@ -94,6 +95,8 @@ export interface ActionDeps {
   alertWebhook?: { url: string; secret: string };
   /** Which verifications an account restored on appeal still owes; email only when not given. */
   policy?: () => Policy;
+  /** Accounts one statement reads or moves (10,000); tests make it small to cross slices. */
+  statementSlice?: number;
 }
 
 export interface ActionService {
@@ -117,8 +120,6 @@ const TX_OPTIONS = { maxWait: 10_000, timeout: 60_000 } as const;
 // 20,000 on a 2-core machine); its budget grows with the farm so that no size is refused outright.
 const txOptionsFor = (members: number) => ({ ...TX_OPTIONS, timeout: TX_OPTIONS.timeout + 2 * members });
 const SYSTEM_ACTOR = 'detection';
-/** Accounts whose audit history one query reads back. */
-const HISTORY_CHUNK = 5_000;
 const FLAGGED: readonly AccountStatus[] = ['throttled', 'challenged', 'suspended'] satisfies FlaggedStatus[];
 const RANK: Record<ClusterAction, number> = { none: 0, review: 1, throttle: 2, challenge: 3, suspend: 4 };
 const ACCOUNT_EVENT = {
@@ -212,10 +213,13 @@ const clusterNotFound = (id: string) => new ProblemError('not_found', { detail: 
 const accountNotFound = (id: string) => new ProblemError('not_found', { detail: `No account ${id}` });
 
 /** Row locks in id order, so concurrent actions on overlapping clusters cannot deadlock. */
-async function lockAccounts(tx: Tx, ids: readonly string[]): Promise<Account[]> {
+async function lockAccounts(tx: Tx, ids: readonly string[], slice = STATEMENT_SLICE): Promise<Account[]> {
   if (ids.length === 0) return [];
   await tx.$queryRaw`SELECT id FROM accounts WHERE id = ANY(${[...ids]}::text[]) ORDER BY id FOR UPDATE`;
-  return tx.account.findMany({ where: { id: { in: [...ids] } }, orderBy: { id: 'asc' } });
+  const sorted = [...ids].sort();
+  return inSlices(sorted, slice, (part) =>
+    tx.account.findMany({ where: { id: { in: part } }, orderBy: { id: 'asc' } }),
+  );
 }
 
 async function lockCluster(tx: Tx, id: string) {
@@ -231,6 +235,7 @@ async function lockCluster(tx: Tx, id: string) {
  */
 async function updateAccounts(
   tx: Tx,
+  slice: number,
   changes: ReadonlyArray<{ account: Pick<Account, 'id'>; next: MemberState }>,
 ): Promise<void> {
   const groups = new Map<string, { next: MemberState; ids: string[] }>();
@@ -241,9 +246,12 @@ async function updateAccounts(
     groups.set(key, group);
   }
   for (const { next, ids } of groups.values()) {
-    await tx.account.updateMany({
-      where: { id: { in: ids } },
-      data: { status: next.status, statusReason: next.statusReason, requiresPhone: next.requiresPhone },
+    await inSlices(ids, slice, async (part) => {
+      await tx.account.updateMany({
+        where: { id: { in: part } },
+        data: { status: next.status, statusReason: next.statusReason, requiresPhone: next.requiresPhone },
+      });
+      return [];
     });
   }
 }
@@ -255,7 +263,13 @@ const previousOf = (a: Pick<Account, 'status' | 'statusReason' | 'requiresPhone'
 });
 
 export function createActionService(deps: ActionDeps): ActionService {
+  const slice = deps.statementSlice ?? STATEMENT_SLICE;
   const required = () => deps.policy?.().signup.verification.required ?? (['email'] as const);
+
+  // A cluster-wide action's budget, from the members it has now (an undo may also reach accounts
+  // that left since; those are few).
+  const clusterBudget = async (id: string) =>
+    txOptionsFor(await deps.db.clusterMember.count({ where: { clusterId: id } }));
 
   const invalidate = async (ids: readonly string[]) => {
     const results = await Promise.allSettled(ids.map((id) => deps.apiKeys.invalidateAccount(id)));
@@ -283,25 +297,28 @@ export function createActionService(deps: ActionDeps): ActionService {
    * For each account, whether it owed a phone before detection challenged it: the newest audited
    * change (of its last 20) that moved it out of pending or active says so. Unknown history keeps
    * what is set, unless the account is challenged (the step-up is what is being taken back). One
-   * query per few thousand accounts, not one per account.
+   * query per ten thousand accounts, not one per account.
    */
   const requiresPhoneBefore = async (tx: Tx, accounts: readonly Account[]): Promise<Map<string, boolean>> => {
     const history = new Map<string, unknown[]>();
-    for (let i = 0; i < accounts.length; i += HISTORY_CHUNK) {
-      const events = await tx.auditEvent.findMany({
-        where: {
-          subjectType: 'account',
-          subjectId: { in: accounts.slice(i, i + HISTORY_CHUNK).map((a) => a.id) },
-          action: { in: Object.values(ACCOUNT_EVENT) },
-        },
-        orderBy: [{ at: 'desc' }, { id: 'desc' }],
-        select: { subjectId: true, data: true },
-      });
-      for (const { subjectId, data } of events) {
-        const list = history.get(subjectId) ?? [];
-        if (list.length < 20) list.push(data);
-        history.set(subjectId, list);
-      }
+    const events = await inSlices(
+      accounts.map((a) => a.id),
+      slice,
+      (part) =>
+        tx.auditEvent.findMany({
+          where: {
+            subjectType: 'account',
+            subjectId: { in: part },
+            action: { in: Object.values(ACCOUNT_EVENT) },
+          },
+          orderBy: [{ at: 'desc' }, { id: 'desc' }],
+          select: { subjectId: true, data: true },
+        }),
+    );
+    for (const { subjectId, data } of events) {
+      const list = history.get(subjectId) ?? [];
+      if (list.length < 20) list.push(data);
+      history.set(subjectId, list);
     }
     const owed = new Map<string, boolean>();
     for (const account of accounts) {
@@ -337,7 +354,7 @@ export function createActionService(deps: ActionDeps): ActionService {
       };
       return { account, next };
     });
-    await updateAccounts(tx, changes);
+    await updateAccounts(tx, slice, changes);
     await deps.audit.recordMany(
       changes.map(({ account, next }) => ({
         actor,
@@ -371,7 +388,7 @@ export function createActionService(deps: ActionDeps): ActionService {
       }
     }
     const prefix = `cluster:${clusterId}:`;
-    const locked = await lockAccounts(tx, [...ids]);
+    const locked = await lockAccounts(tx, [...ids], slice);
     return locked.filter((a) => a.statusReason?.startsWith(prefix));
   };
 
@@ -386,11 +403,13 @@ export function createActionService(deps: ActionDeps): ActionService {
       const outcome = await deps.db.$transaction(async (tx) => {
         const cluster = await lockCluster(tx, input.clusterId);
         const falsePositive = cluster.label === 'false_positive';
-        const accounts = await lockAccounts(tx, ids);
-        const memberships = await tx.clusterMember.findMany({
-          where: { accountId: { in: ids } },
-          select: { accountId: true, cluster: { select: { label: true } } },
-        });
+        const accounts = await lockAccounts(tx, ids, slice);
+        const memberships = await inSlices(ids, slice, (part) =>
+          tx.clusterMember.findMany({
+            where: { accountId: { in: part } },
+            select: { accountId: true, cluster: { select: { label: true } } },
+          }),
+        );
         const cleared = new Set(
           memberships.filter((m) => m.cluster.label === 'false_positive').map((m) => m.accountId),
         );
@@ -426,7 +445,7 @@ export function createActionService(deps: ActionDeps): ActionService {
         if (changes.length === 0 && action === cluster.action) return { changed: [], spared };
 
         const summary = summaryOf(input.evidence, ids.length, input.score);
-        await updateAccounts(tx, changes);
+        await updateAccounts(tx, slice, changes);
         await deps.audit.recordMany(
           changes.map(({ account, next }) => ({
             actor: SYSTEM_ACTOR,
@@ -538,6 +557,7 @@ export function createActionService(deps: ActionDeps): ActionService {
     },
 
     async suspendCluster(id, actor, note) {
+      const budget = await clusterBudget(id);
       const changed = await deps.db.$transaction(async (tx) => {
         const cluster = await lockCluster(tx, id);
         const members = await tx.clusterMember.findMany({
@@ -547,12 +567,14 @@ export function createActionService(deps: ActionDeps): ActionService {
         const accounts = await lockAccounts(
           tx,
           members.map((m) => m.accountId),
+          slice,
         );
         // An analyst's own decision reaches every member, appeals included: the audit trail shows who.
         const targets = accounts.filter((a) => a.status !== 'suspended');
         const statusReason = `cluster:${id}:suspend`;
         await updateAccounts(
           tx,
+          slice,
           targets.map((account) => ({
             account,
             next: { status: 'suspended', statusReason, requiresPhone: account.requiresPhone },
@@ -593,12 +615,13 @@ export function createActionService(deps: ActionDeps): ActionService {
           tx,
         );
         return ids;
-      }, TX_OPTIONS);
+      }, budget);
       await invalidate(changed);
       return { changed };
     },
 
     async unsuspendCluster(id, actor, note) {
+      const budget = await clusterBudget(id);
       const changed = await deps.db.$transaction(async (tx) => {
         const cluster = await lockCluster(tx, id);
         const restored = await undoCluster(tx, id, actor, note);
@@ -615,12 +638,13 @@ export function createActionService(deps: ActionDeps): ActionService {
           tx,
         );
         return restored;
-      }, TX_OPTIONS);
+      }, budget);
       await invalidate(changed);
       return { changed };
     },
 
     async labelCluster(id, label, actor, note) {
+      const budget = await clusterBudget(id);
       const changed = await deps.db.$transaction(async (tx) => {
         const cluster = await lockCluster(tx, id);
         let restored: string[] = [];
@@ -668,7 +692,7 @@ export function createActionService(deps: ActionDeps): ActionService {
           tx,
         );
         return restored;
-      }, TX_OPTIONS);
+      }, budget);
       await invalidate(changed);
       return { changed };
     },

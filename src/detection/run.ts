@@ -2,6 +2,7 @@ import type { AuditLog } from '../audit/audit.ts';
 import type { Db } from '../db/client.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
 import { newId } from '../lib/ids.ts';
+import { inSlices, STATEMENT_SLICE } from '../lib/in-slices.ts';
 import { mapLimit } from '../lib/map-limit.ts';
 import type { Logger } from '../logger.ts';
 import type { Policy } from '../policy/policy.ts';
@@ -238,6 +239,9 @@ export async function analyseClusters(
   await db.$transaction(
     async (tx) => {
       await tx.clusterMember.deleteMany({});
+      // Every cluster stops being live, and the upserts below make this run's live again: no list
+      // of live ids, which could be longer than a statement may carry.
+      await tx.cluster.updateMany({ where: { live: true }, data: { live: false, size: 0 } });
       for (const c of scored) {
         await tx.cluster.upsert({
           where: { id: c.id },
@@ -258,16 +262,16 @@ export async function analyseClusters(
           },
         });
       }
-      await tx.cluster.updateMany({
-        where: { id: { notIn: scored.map((c) => c.id) }, live: true },
-        data: { live: false, size: 0 },
-      });
       const rows = scored.flatMap((c) => c.members.map((accountId) => ({ accountId, clusterId: c.id })));
       for (let i = 0; i < rows.length; i += 5_000)
         await tx.clusterMember.createMany({ data: rows.slice(i, i + 5_000) });
       // A member's risk is its cluster's score; an account alone keeps its own (feature) risk.
-      for (const c of scored)
-        await tx.account.updateMany({ where: { id: { in: c.members } }, data: { risk: c.score } });
+      for (const c of scored) {
+        await inSlices(c.members, STATEMENT_SLICE, async (slice) => {
+          await tx.account.updateMany({ where: { id: { in: slice } }, data: { risk: c.score } });
+          return [];
+        });
+      }
     },
     // Two statements per cluster: the budget grows with their number, as the link graph's does.
     { timeout: 120_000 + 5 * scored.length, maxWait: 10_000 },

@@ -1,6 +1,6 @@
 import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { analyseLinks } from '../../src/detection/run.ts';
+import { analyseClusters, analyseLinks } from '../../src/detection/run.ts';
 import {
   claimRun,
   enterStage,
@@ -12,7 +12,7 @@ import {
 } from '../../src/detection/run-stages.ts';
 import { newId } from '../../src/lib/ids.ts';
 import { features, runStage } from '../../workers/stages.ts';
-import { createAccount } from '../support/accounts.ts';
+import { createAccount, insertAccounts } from '../support/accounts.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
 
@@ -249,5 +249,41 @@ describe('analysis runs in stages', () => {
     const run = await app.ctx.runs.get(id);
     expect(run).toMatchObject({ status: 'failed', stage: 'link', error: 'link: could not read the index' });
     expect(await app.ctx.queues.get('score').getJob(`${id}-score`)).toBeUndefined();
+  });
+});
+
+describe('the score stage', () => {
+  it('keeps a cluster its links still hold and retires one they no longer hold', async () => {
+    const t0 = Date.parse('2026-04-01T00:00:00Z');
+    const farmA = [0, 1, 2].map((i) => `acc_live_a${i}`);
+    const farmB = [0, 1, 2].map((i) => `acc_live_b${i}`);
+    await insertAccounts(app, [...farmA, ...farmB], t0);
+    const evidence = [{ kind: 'fingerprint', shared: 1, weight: 2, value: 'fp' }];
+    const chain = (ids: string[]) =>
+      ids.slice(1).map((b, i) => ({ accountA: ids[i]!, accountB: b, weight: 2, evidence }));
+    await app.ctx.db.link.createMany({ data: [...chain(farmA), ...chain(farmB)] });
+    const asOf = new Date(t0 + 86_400_000);
+    const clusterOf = async (id: string) =>
+      (await app.ctx.db.clusterMember.findUnique({ where: { accountId: id }, include: { cluster: true } }))
+        ?.cluster ?? null;
+
+    await analyseClusters(app.ctx.detection, asOf);
+    const a = await clusterOf(farmA[0]!);
+    const b = await clusterOf(farmB[0]!);
+    expect(a).toMatchObject({ live: true, size: 3 });
+    expect(b).toMatchObject({ live: true, size: 3 });
+
+    // Farm B's links are gone (an analyst cleared them, say): its cluster is kept, not live.
+    await app.ctx.db.link.deleteMany({ where: { accountA: { in: farmB } } });
+    await analyseClusters(app.ctx.detection, asOf);
+    expect(await clusterOf(farmA[0]!)).toMatchObject({ id: a!.id, live: true, size: 3 });
+    expect(await clusterOf(farmB[0]!)).toBeNull();
+    expect(await app.ctx.db.cluster.findUnique({ where: { id: b!.id } })).toMatchObject({
+      live: false,
+      size: 0,
+    });
+    // A member's risk is its cluster's score.
+    const risks = await app.ctx.db.account.findMany({ where: { id: { in: farmA } }, select: { risk: true } });
+    expect(risks.map((r) => r.risk)).toEqual(Array(3).fill(a!.score));
   });
 });
