@@ -36,6 +36,12 @@ const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(512).optional(),
 });
+const membersQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(500),
+  cursor: z.string().max(512).optional(),
+});
+/** Members the cluster view shows; the rest come from GET /v1/clusters/{id}/members. */
+const MEMBERS_IN_VIEW = 500;
 const noteBody = z.strictObject({ note: z.string().max(1000).optional() });
 const labelBody = z.strictObject({
   label: z.enum(['confirmed_farm', 'false_positive']),
@@ -51,13 +57,27 @@ type Cursor = z.infer<typeof cursorShape>;
 export const encodeCursor = (c: Cursor): string => Buffer.from(JSON.stringify(c)).toString('base64url');
 
 export function decodeCursor(raw: string): Cursor | null {
+  return decodeWith(cursorShape, raw);
+}
+
+function decodeWith<T>(shape: z.ZodType<T>, raw: string): T | null {
   try {
-    const parsed = cursorShape.safeParse(JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')));
+    const parsed = shape.safeParse(JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')));
     return parsed.success ? parsed.data : null;
   } catch {
     return null;
   }
 }
+
+/** The position after the last member of a page (signup time, then id, both ascending). */
+const memberCursorShape = z.strictObject({ c: z.number().int(), i: z.string().regex(/^acc_[0-9a-z]{22}$/) });
+type MemberCursor = z.infer<typeof memberCursorShape>;
+
+const badCursor = () =>
+  new ProblemError('validation_failed', {
+    detail: 'Invalid query: cursor',
+    errors: [{ field: 'cursor', message: 'must be a nextCursor from an earlier page' }],
+  });
 
 /** A tier's daily limits per key and user: the limit of the longest window of at least a day. */
 export function dailyLimits(tier: TierPolicy | undefined): Record<string, number> {
@@ -118,15 +138,43 @@ const summary = (c: Cluster) => ({
 const clusterNotFound = (id: string) => new ProblemError('not_found', { detail: `No cluster ${id}` });
 
 function createReader(db: Db, policy: () => Policy) {
+  /** A page of a cluster's members, oldest signup first; a farm can have tens of thousands. */
+  const members = async (id: string, limit: number, cursor?: string) => {
+    const after = cursor === undefined ? undefined : decodeWith(memberCursorShape, cursor);
+    if (after === null) throw badCursor();
+    const where: Prisma.AccountWhereInput = { membership: { clusterId: id } };
+    if (after) {
+      const at = new Date(after.c);
+      where.OR = [{ createdAt: { gt: at } }, { createdAt: at, id: { gt: after.i } }];
+    }
+    const rows = await db.account.findMany({
+      where,
+      select: { id: true, externalId: true, status: true, createdAt: true },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
+      take: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      members: page.map((account) => ({
+        accountId: account.id,
+        externalId: account.externalId,
+        status: account.status,
+        createdAt: account.createdAt.toISOString(),
+      })),
+      nextCursor:
+        rows.length > limit && last
+          ? Buffer.from(
+              JSON.stringify({ c: last.createdAt.getTime(), i: last.id } satisfies MemberCursor),
+            ).toString('base64url')
+          : null,
+    };
+  };
+
   return {
     async listClusters(q: z.infer<typeof listQuery>) {
       const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-      if (after === null) {
-        throw new ProblemError('validation_failed', {
-          detail: 'Invalid query: cursor',
-          errors: [{ field: 'cursor', message: 'must be a nextCursor from an earlier page' }],
-        });
-      }
+      if (after === null) throw badCursor();
       const filters: Prisma.ClusterWhereInput[] = [{ live: true }];
       if (q.action) filters.push({ action: q.action });
       if (q.minScore !== undefined) filters.push({ score: { gte: q.minScore } });
@@ -146,26 +194,26 @@ function createReader(db: Db, policy: () => Policy) {
     },
 
     async cluster(id: string) {
-      const cluster = await db.cluster.findUnique({
-        where: { id },
-        include: {
-          members: {
-            select: { account: { select: { id: true, externalId: true, status: true, createdAt: true } } },
-            orderBy: { account: { createdAt: 'asc' } },
-          },
-        },
-      });
+      const cluster = await db.cluster.findUnique({ where: { id } });
       if (!cluster) throw clusterNotFound(id);
+      const first = await members(id, MEMBERS_IN_VIEW);
       return {
         ...summary(cluster),
-        members: cluster.members.map(({ account }) => ({
-          accountId: account.id,
-          externalId: account.externalId,
-          status: account.status,
-          createdAt: account.createdAt.toISOString(),
-        })),
+        members: first.members,
+        membersNextCursor: first.nextCursor,
         evidence: isObject(cluster.evidence) ? cluster.evidence : {},
       };
+    },
+
+    async clusterMembers(id: string, q: z.infer<typeof membersQuery>) {
+      const page = await members(id, q.limit, q.cursor);
+      // An empty page of a cluster that does not exist would read as a dispersed one: say which.
+      if (
+        page.members.length === 0 &&
+        !(await db.cluster.findUnique({ where: { id }, select: { id: true } }))
+      )
+        throw clusterNotFound(id);
+      return page;
     },
 
     async accountLinks(id: string) {
@@ -269,6 +317,11 @@ export function detectionRoutes(deps: DetectionRouteDeps): Router {
   router.get('/clusters/:id', admin, async (req, res) => {
     const { id } = parseOrThrow(clusterParams, req.params, 'params');
     res.json(await reader.cluster(id));
+  });
+
+  router.get('/clusters/:id/members', admin, async (req, res) => {
+    const { id } = parseOrThrow(clusterParams, req.params, 'params');
+    res.json(await reader.clusterMembers(id, parseOrThrow(membersQuery, req.query, 'query')));
   });
 
   router.post('/clusters/:id/label', admin, async (req, res) => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId } from '../../src/lib/ids.ts';
 import { parsePolicy } from '../../src/policy/policy.ts';
-import { createAccount } from '../support/accounts.ts';
+import { createAccount, insertAccounts } from '../support/accounts.ts';
 import { expectContract } from '../support/contract.ts';
 import { type RequestOptions, startTestApp, type TestApp, type TestResponse } from '../support/harness.ts';
 
@@ -53,8 +53,15 @@ interface Summary {
   label: string | null;
   topSignals: string[];
 }
+interface Member {
+  accountId: string;
+  externalId: string | null;
+  status: string;
+  createdAt: string;
+}
 interface Detail extends Summary {
-  members: Array<{ accountId: string; externalId: string | null; status: string; createdAt: string }>;
+  members: Member[];
+  membersNextCursor: string | null;
   evidence: Record<string, unknown>;
 }
 
@@ -169,9 +176,68 @@ describe('GET /v1/clusters/{id}', () => {
     });
     expect(detail.evidence).toEqual(evidence);
     expect(detail.members.map((m) => m.accountId).sort()).toEqual([...c.members].sort());
+    expect(detail.membersNextCursor).toBeNull();
     expect(detail.members.find((m) => m.accountId === c.members[0])).toMatchObject({
       externalId: `ext-${c.id}`,
       status: 'active',
+    });
+  });
+
+  it('shows the first 500 members of a farm, and pages through the rest oldest signup first', async () => {
+    const id = newId('clu');
+    const t0 = Date.parse('2026-02-01T00:00:00Z');
+    // 300 members made in the same millisecond (their order is their id's), then 320 a second apart.
+    const together = Array.from({ length: 300 }, () => newId('acc'));
+    const apart = Array.from({ length: 320 }, () => newId('acc'));
+    await insertAccounts(app, together, t0, 0);
+    await insertAccounts(app, apart, t0 + 1_000, 1_000);
+    const expected = [...[...together].sort(), ...apart];
+    await app.ctx.db.cluster.create({ data: { id, score: 0.9, size: expected.length, evidence } });
+    await app.ctx.db.clusterMember.createMany({
+      data: expected.map((accountId) => ({ accountId, clusterId: id })),
+    });
+
+    const view = (await call('GET', `/v1/clusters/${id}`)).body as Detail;
+    expect(view.members.map((m) => m.accountId)).toEqual(expected.slice(0, 500));
+    expect(view.membersNextCursor).toEqual(expect.any(String));
+    // The view's cursor goes on where it stopped.
+    const rest = await call('GET', `/v1/clusters/${id}/members?cursor=${view.membersNextCursor}`);
+    expect(rest.status).toBe(200);
+    expect(rest.body).toMatchObject({ nextCursor: null });
+    expect((rest.body as { members: Member[] }).members.map((m) => m.accountId)).toEqual(expected.slice(500));
+
+    // From the start, 250 at a time: every member once, in order.
+    const seen: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor ? `limit=250&cursor=${cursor}` : 'limit=250';
+      const page = await call('GET', `/v1/clusters/${id}/members?${query}`);
+      expect(page.status).toBe(200);
+      const body = page.body as { members: Member[]; nextCursor: string | null };
+      sizes.push(body.members.length);
+      seen.push(...body.members.map((m) => m.accountId));
+      cursor = body.nextCursor;
+    } while (cursor);
+    expect(sizes).toEqual([250, 250, 120]);
+    expect(seen).toEqual(expected);
+  });
+
+  it('refuses a member cursor it did not give out and a bad limit, and answers 404 for an unknown cluster', async () => {
+    const c = await cluster();
+    const listCursor = Buffer.from(JSON.stringify({ s: 0.5, i: c.id })).toString('base64url');
+    for (const query of ['cursor=nope', `cursor=${listCursor}`, 'limit=0', 'limit=1001', 'order=desc']) {
+      const res = await call('GET', `/v1/clusters/${c.id}/members?${query}`);
+      expect(res.status, query).toBe(400);
+      expect(res.headers.get('content-type')).toMatch(/application\/problem\+json/);
+    }
+    expect((await call('GET', `/v1/clusters/${newId('clu')}/members`)).status).toBe(404);
+    // A cluster whose members all dispersed is there, with no members.
+    const empty = newId('clu');
+    await app.ctx.db.cluster.create({ data: { id: empty, score: 0.2, size: 0, live: false, evidence } });
+    expect((await call('GET', `/v1/clusters/${empty}/members`)).body).toEqual({
+      members: [],
+      nextCursor: null,
     });
   });
 
@@ -417,6 +483,7 @@ describe('scopes', () => {
     const routes: Array<[string, string]> = [
       ['GET', '/v1/clusters'],
       ['GET', `/v1/clusters/${c.id}`],
+      ['GET', `/v1/clusters/${c.id}/members`],
       ['POST', `/v1/clusters/${c.id}/label`],
       ['POST', `/v1/clusters/${c.id}/suspend`],
       ['POST', `/v1/clusters/${c.id}/unsuspend`],
