@@ -660,8 +660,10 @@ export function createActionService(deps: ActionDeps): ActionService {
           const rows = accountIds.flatMap((accountId) =>
             kinds.map((kind) => ({ accountId, kind, clusterId: id })),
           );
-          if (rows.length > 0) {
-            suppressed = (await tx.linkSuppression.createMany({ data: rows, skipDuplicates: true })).count;
+          // A slice of rows per INSERT: a farm's members times the kinds can pass a statement's limit.
+          for (let i = 0; i < rows.length; i += slice) {
+            const data = rows.slice(i, i + slice);
+            suppressed += (await tx.linkSuppression.createMany({ data, skipDuplicates: true })).count;
           }
         }
         const action = label === 'false_positive' ? 'none' : cluster.action;

@@ -564,6 +564,12 @@ describe('applyClusterAction', () => {
     for (const id of of('analyst')) expect(after.get(id)).toMatchObject({ status: 'suspended' });
     const restored = (await accountEvents(members)).filter((e) => e.action === 'account.restored');
     expect(new Set(restored.map((e) => e.subjectId)).size).toBe(1_200);
+
+    // A false positive: the signals that linked them stop linking every member, three kinds each.
+    await bulk.labelCluster(clusterId, 'false_positive', 'tok_analyst');
+    const suppressed = await app.ctx.db.linkSuppression.findMany({ where: { clusterId } });
+    expect(suppressed).toHaveLength(members.length * 3);
+    expect(new Set(suppressed.map((r) => `${r.accountId}:${r.kind}`)).size).toBe(members.length * 3);
   });
 });
 
