@@ -10,7 +10,8 @@
 //
 // `--full-run` also times, at each size, the link stage of a full analysis run (every account's
 // candidates in batches, then the links replaced): what a scheduled run costs, which grows with the
-// number of accounts even though each account's share stays flat.
+// number of accounts even though each account's share stays flat; and the heap it takes, at its
+// peak and live once the links are all in memory.
 //
 // Besides wall time, each call's CPU time (this process and the PostgreSQL backend) and each group's
 // shared-buffer accesses are reported: on a machine shared with other work these say whether the
@@ -22,6 +23,8 @@
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createDb, type Db } from '../src/db/client.ts';
 import {
   applyMigrations,
@@ -38,6 +41,10 @@ import { BATCH, createImporter, type StepImport } from './lib/linking-import.ts'
 import { createLinker, type GroupSummary, type Linker } from './lib/linking-measure.ts';
 import { createPopulation, ROLES, type Role } from './lib/linking-population.ts';
 import { createRng, type Rng } from './lib/linking-random.ts';
+
+// tsx gives no way to pass --expose-gc; the live heap needs a full collection to mean anything.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -240,6 +247,8 @@ interface FullRun {
   links: number;
   /** The most heap this process used during the stage (sampled every 250 ms). */
   peakHeapBytes: number;
+  /** Heap in use after a full collection once every candidate was weighed: the links it holds. */
+  liveHeapBytes: number;
 }
 
 interface Projection {
@@ -448,7 +457,7 @@ function report(
     );
     out.push(
       table(
-        ['accounts', 'wall s', 'candidates s', 'ms per account', 'links', 'peak heap'],
+        ['accounts', 'wall s', 'candidates s', 'ms per account', 'links', 'peak heap', 'live heap'],
         runs.map((st) => {
           const f = st.fullRun!;
           return [
@@ -458,9 +467,14 @@ function report(
             ms((f.seconds * 1000) / Math.max(1, f.accounts)),
             int(f.links),
             mib(f.peakHeapBytes),
+            mib(f.liveHeapBytes),
           ];
         }),
       ),
+    );
+    out.push(
+      '(peak heap: sampled every 250 ms, garbage included; live heap: after a full collection once every ' +
+        'candidate is weighed, which is mostly the links held for the write)',
     );
   }
   if (projection) {
@@ -535,6 +549,8 @@ async function run(opts: Options, signal: AbortSignal): Promise<void> {
         const sampler = setInterval(() => {
           peakHeapBytes = Math.max(peakHeapBytes, process.memoryUsage().heapUsed);
         }, 250);
+        let liveHeapBytes = 0;
+        let gcMs = 0;
         const stage = await analyseLinks(
           {
             db,
@@ -547,13 +563,23 @@ async function run(opts: Options, signal: AbortSignal): Promise<void> {
             apiKeys: undefined as never,
           },
           new Date(),
+          // The stage reports progress with `force` once, between its candidate search and its
+          // write: the links are all in memory then. The collection's time is left out below.
+          async (force) => {
+            if (!force) return;
+            const g0 = performance.now();
+            gc();
+            liveHeapBytes = process.memoryUsage().heapUsed;
+            gcMs += performance.now() - g0;
+          },
         ).finally(() => clearInterval(sampler));
         fullRun = {
           accounts: stage.summary.accounts ?? all.length,
-          seconds: (performance.now() - f0) / 1000,
+          seconds: (performance.now() - f0 - gcMs) / 1000,
           candidatesSeconds: (stage.summary.timings.candidatesMs ?? 0) / 1000,
           links: stage.summary.links ?? 0,
           peakHeapBytes,
+          liveHeapBytes,
         };
         log(`full link stage: ${fixed(fullRun.seconds)} s, ${int(fullRun.links)} links`);
       }
