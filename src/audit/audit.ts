@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
 import { newId } from '../lib/ids.ts';
+import { inSlices } from '../lib/in-slices.ts';
 
 export interface AuditEntry {
   actor: string;
@@ -37,11 +38,9 @@ export function createAuditLog(db: Db): AuditLog {
       await (tx ?? db).auditEvent.create({ data: rowOf(entry) });
     },
     async recordMany(entries, tx) {
-      for (let i = 0; i < entries.length; i += ROWS_PER_INSERT) {
-        await (tx ?? db).auditEvent.createMany({
-          data: entries.slice(i, i + ROWS_PER_INSERT).map(rowOf),
-        });
-      }
+      await inSlices(entries, ROWS_PER_INSERT, async (slice) => {
+        await (tx ?? db).auditEvent.createMany({ data: slice.map(rowOf) });
+      });
     },
   };
 }

@@ -251,7 +251,6 @@ async function updateAccounts(
         where: { id: { in: part } },
         data: { status: next.status, statusReason: next.statusReason, requiresPhone: next.requiresPhone },
       });
-      return [];
     });
   }
 }
@@ -661,10 +660,9 @@ export function createActionService(deps: ActionDeps): ActionService {
             kinds.map((kind) => ({ accountId, kind, clusterId: id })),
           );
           // A slice of rows per INSERT: a farm's members times the kinds can pass a statement's limit.
-          for (let i = 0; i < rows.length; i += slice) {
-            const data = rows.slice(i, i + slice);
+          await inSlices(rows, slice, async (data) => {
             suppressed += (await tx.linkSuppression.createMany({ data, skipDuplicates: true })).count;
-          }
+          });
         }
         const action = label === 'false_positive' ? 'none' : cluster.action;
         if (

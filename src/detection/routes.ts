@@ -53,8 +53,11 @@ const labelBody = z.strictObject({
 const cursorShape = z.strictObject({ s: z.number(), i: z.string().regex(/^clu_[0-9a-z]{22}$/) });
 type Cursor = z.infer<typeof cursorShape>;
 
-/** Opaque to callers: the position after the last cluster of a page (score desc, id asc). */
-export const encodeCursor = (c: Cursor): string => Buffer.from(JSON.stringify(c)).toString('base64url');
+/** Cursors are opaque to callers: a position as base64url JSON, checked against its shape on return. */
+const encodeWith = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+/** The position after the last cluster of a page (score desc, id asc). */
+export const encodeCursor = (c: Cursor): string => encodeWith(c);
 
 export function decodeCursor(raw: string): Cursor | null {
   return decodeWith(cursorShape, raw);
@@ -164,9 +167,7 @@ function createReader(db: Db, policy: () => Policy) {
       })),
       nextCursor:
         rows.length > limit && last
-          ? Buffer.from(
-              JSON.stringify({ c: last.createdAt.getTime(), i: last.id } satisfies MemberCursor),
-            ).toString('base64url')
+          ? encodeWith({ c: last.createdAt.getTime(), i: last.id } satisfies MemberCursor)
           : null,
     };
   };

@@ -263,13 +263,13 @@ export async function analyseClusters(
         });
       }
       const rows = scored.flatMap((c) => c.members.map((accountId) => ({ accountId, clusterId: c.id })));
-      for (let i = 0; i < rows.length; i += 5_000)
-        await tx.clusterMember.createMany({ data: rows.slice(i, i + 5_000) });
+      await inSlices(rows, 5_000, async (data) => {
+        await tx.clusterMember.createMany({ data });
+      });
       // A member's risk is its cluster's score; an account alone keeps its own (feature) risk.
       for (const c of scored) {
         await inSlices(c.members, STATEMENT_SLICE, async (slice) => {
           await tx.account.updateMany({ where: { id: { in: slice } }, data: { risk: c.score } });
-          return [];
         });
       }
     },

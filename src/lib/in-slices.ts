@@ -1,17 +1,21 @@
-/** Ids one statement carries by default: a statement may hold at most 65,535 parameters. */
+/** Ids (or rows) one statement carries by default: a statement may hold at most 65,535 parameters. */
 export const STATEMENT_SLICE = 10_000;
 
 /**
- * `read` over `ids` a slice at a time, one after another, the results in order: for statements
- * with an id list (`IN (…)`) that may be longer than one statement can carry (a farm's members).
+ * `run` over `items` a slice at a time, one after another, the results (if any) in order: for
+ * statements with an id list (`IN (…)`) or a batch of rows that may be more than one statement can
+ * carry (a farm's members, say).
  */
-export async function inSlices<T>(
-  ids: readonly string[],
+export async function inSlices<I, T = never>(
+  items: readonly I[],
   size: number,
-  read: (slice: string[]) => Promise<T[]>,
+  run: (slice: I[]) => Promise<T[] | undefined | void>,
 ): Promise<T[]> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError('size must be a positive integer');
   const out: T[] = [];
-  for (let i = 0; i < ids.length; i += size) out.push(...(await read(ids.slice(i, i + size))));
+  for (let i = 0; i < items.length; i += size) {
+    const got = await run(items.slice(i, i + size));
+    if (got) out.push(...got);
+  }
   return out;
 }
