@@ -16,7 +16,9 @@
 // Gatehouse's latency at half its saturation rate (and the bare endpoint's at half of its own, the
 // tail this machine gives a server that does almost nothing), Redis commands per decision and Redis
 // CPU inside the script against a floor (INFO commandstats), and with --profile a CPU profile of
-// Gatehouse at saturation (its measured window only).
+// Gatehouse at saturation (its measured window only) and profiles of Gatehouse and the floor at
+// the half-load rate, compared in µs per answered request. (V8's profiler samples wall time on the
+// thread: a syscall that waits, writev above all, shows there at its wall time, not its CPU time.)
 //
 // Everything it creates is removed at the end, on failure and on Ctrl-C too: a database
 // gatehouse_bench_<random>, Redis keys under a random prefix, a temporary directory.
@@ -228,8 +230,21 @@ function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
   });
 }
 
-function startBaseline(kind: 'bare' | 'express' | 'floor'): ManagedChild {
-  return startChild(kind, TSX, ['bench/lib/enforce-baselines.ts', kind], {
+function startBaseline(kind: 'bare' | 'express' | 'floor', cpuProfileDir?: string): ManagedChild {
+  const [command, args] = cpuProfileDir
+    ? [
+        process.execPath,
+        [
+          '--cpu-prof',
+          `--cpu-prof-dir=${cpuProfileDir}`,
+          '--import',
+          'tsx',
+          'bench/lib/enforce-baselines.ts',
+          kind,
+        ],
+      ]
+    : [TSX, ['bench/lib/enforce-baselines.ts', kind]];
+  return startChild(cpuProfileDir ? `${kind} (profiled)` : kind, command, args, {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -568,6 +583,62 @@ function printProfile(title: string, p: ProfileSummary): void {
   for (const r of p.srcInclusive.slice(0, 15)) console.log(`    ${f1(r.pct).padStart(5)}%  ${r.name}`);
 }
 
+/** Profiled CPU per answered request (main thread, sampled), Gatehouse beside the floor. */
+interface PerRequestComparison {
+  gatehouse: { busyUsPerReq: number; rps: number };
+  floor: { busyUsPerReq: number; rps: number };
+  byPackage: Array<{ name: string; gatehouseUs: number; floorUs: number }>;
+  byFunction: Array<{ name: string; gatehouseUs: number; floorUs: number }>;
+}
+
+function comparePerRequest(
+  g: { summary: ProfileSummary; run: Run },
+  f: { summary: ProfileSummary; run: Run },
+): PerRequestComparison {
+  // Requests answered inside the profiled window, which is the measured window of the run.
+  const answered = (r: Run) => Math.max(1, r.result.rps * ((r.windowUs.toUs - r.windowUs.fromUs) / 1e6));
+  const gn = answered(g.run);
+  const fn = answered(f.run);
+  const merge = (a: ProfileSummary['byPackage'], b: ProfileSummary['byPackage']) => {
+    const rows = new Map<string, { name: string; gatehouseUs: number; floorUs: number }>();
+    const row = (name: string) => {
+      let r = rows.get(name);
+      if (!r) {
+        r = { name, gatehouseUs: 0, floorUs: 0 };
+        rows.set(name, r);
+      }
+      return r;
+    };
+    for (const x of a) row(x.name).gatehouseUs += (x.ms * 1000) / gn;
+    for (const x of b) row(x.name).floorUs += (x.ms * 1000) / fn;
+    return [...rows.values()].sort(
+      (p, q) => Math.abs(q.gatehouseUs - q.floorUs) - Math.abs(p.gatehouseUs - p.floorUs),
+    );
+  };
+  return {
+    gatehouse: { busyUsPerReq: (g.summary.busyMs * 1000) / gn, rps: g.run.result.rps },
+    floor: { busyUsPerReq: (f.summary.busyMs * 1000) / fn, rps: f.run.result.rps },
+    byPackage: merge(g.summary.byPackage, f.summary.byPackage),
+    byFunction: merge(g.summary.topSelf, f.summary.topSelf),
+  };
+}
+
+function printPerRequest(rate: number, c: PerRequestComparison): void {
+  const us = (v: number) => f1(v).padStart(6);
+  console.log(
+    `\nCPU profile per answered request at ${int(rate)} req/s (paced), main thread: Gatehouse (every key cached) ` +
+      `${f1(c.gatehouse.busyUsPerReq)} µs, floor ${f1(c.floor.busyUsPerReq)} µs`,
+  );
+  console.log(
+    '  by package / folder, largest differences first (Gatehouse, floor, difference, µs per request):',
+  );
+  for (const r of c.byPackage.slice(0, 15))
+    console.log(`    ${us(r.gatehouseUs)} ${us(r.floorUs)} ${us(r.gatehouseUs - r.floorUs)}  ${r.name}`);
+  console.log('  by function (self time), largest differences first:');
+  for (const r of c.byFunction.slice(0, 25))
+    console.log(`    ${us(r.gatehouseUs)} ${us(r.floorUs)} ${us(r.gatehouseUs - r.floorUs)}  ${r.name}`);
+}
+
 // --- main ------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -703,7 +774,7 @@ async function main(): Promise<void> {
     (r) => r.eventsAppended !== undefined && r.eventsAppended < r.result.ok2xx - opts.connections,
   );
 
-  let profile: { cold: ProfileSummary; cached: ProfileSummary } | undefined;
+  let profile: { cold: ProfileSummary; cached: ProfileSummary; perRequest: PerRequestComparison } | undefined;
   if (opts.profile) {
     const dir = opts.profileDir ?? join(tmp, 'cpuprofile');
     mkdirSync(dir, { recursive: true });
@@ -717,6 +788,23 @@ async function main(): Promise<void> {
     log(`profiling Gatehouse at saturation, ${opts.duration} s with every key cached`);
     await callEveryKey(url, bodies, keys.length);
     const cachedRun = await runLoad(CACHED, profiled, url, 'closed', 0);
+    // Then Gatehouse and the floor, each profiled, at one rate: what a decision costs beyond the
+    // floor, without the batching a faster server gets at saturation.
+    log(`profiling Gatehouse and the floor at ${int(halfRate)} req/s, paced`);
+    await callEveryKey(url, bodies, keys.length);
+    const pacedRun = await runLoad(CACHED, profiled, url, 'paced', 0, halfRate);
+    const floorDir = join(dir, 'floor');
+    mkdirSync(floorDir, { recursive: true });
+    const floorProfiled = startBaseline('floor', floorDir);
+    const floorPacedRun = await runLoad(
+      'floor',
+      floorProfiled,
+      await floorProfiled.ready,
+      'paced',
+      0,
+      halfRate,
+    );
+    await floorProfiled.stop(60_000);
     const stopping = performance.now();
     // Writing the profile (tens of MB of JSON) takes a while on a busy machine.
     await profiled.stop(60_000);
@@ -725,17 +813,28 @@ async function main(): Promise<void> {
     if (stopSeconds > 10) log(`it took long to drain; its output:\n${profiled.tail()}`);
     // One profile per thread: tsx's loader hooks run in a worker of their own. The main thread is
     // the one that was busy.
-    const files = readdirSync(dir)
-      .filter((f) => f.endsWith('.cpuprofile'))
-      .map((f) => join(dir, f));
-    const busiest = (window: Run['windowUs']) =>
-      files
-        .map((file) => ({ file, summary: summariseProfile(file, ROOT, window) }))
+    const profilesIn = (d: string) =>
+      readdirSync(d)
+        .filter((f) => f.endsWith('.cpuprofile'))
+        .map((f) => join(d, f));
+    const busiest = (window: Run['windowUs'], d = dir, top?: number) =>
+      profilesIn(d)
+        .map((file) => ({ file, summary: summariseProfile(file, ROOT, window, top) }))
         .sort((a, b) => b.summary.busyMs - a.summary.busyMs)[0];
     const cold = busiest(coldRun.windowUs);
     const cached = busiest(cachedRun.windowUs);
-    if (!cold || !cached) throw new Error(`no .cpuprofile was written in ${dir}`);
-    profile = { cold: cold.summary, cached: cached.summary };
+    const pacedProfile = busiest(pacedRun.windowUs, dir, Number.POSITIVE_INFINITY);
+    const floorProfile = busiest(floorPacedRun.windowUs, floorDir, Number.POSITIVE_INFINITY);
+    if (!cold || !cached || !pacedProfile || !floorProfile)
+      throw new Error(`no .cpuprofile was written in ${dir}`);
+    profile = {
+      cold: cold.summary,
+      cached: cached.summary,
+      perRequest: comparePerRequest(
+        { summary: pacedProfile.summary, run: pacedRun },
+        { summary: floorProfile.summary, run: floorPacedRun },
+      ),
+    };
     if (opts.profileDir) log(`profile kept at ${cached.file}`);
   }
 
@@ -775,6 +874,10 @@ async function main(): Promise<void> {
     'p99 from schedule': r.result.fromSchedule ? f2(r.result.fromSchedule.p99) : '-',
     'server CPU %': r.cpu ? f1(r.cpu.serverPct) : '-',
     'other CPU %': r.cpu ? f1(r.cpu.otherPct) : '-',
+    // At one rate for all, CPU per request compares the work of a decision without the batching
+    // that a faster target gets at saturation (more requests per event-loop turn and per syscall).
+    'server µs/req': r.cpu ? int(usPerRequest(r.cpu.serverPct, r.result.rps)) : '-',
+    'Redis µs/req': r.cpu ? int(usPerRequest(r.cpu.redisPct, r.result.rps)) : '-',
   });
   console.log(
     opts.halfRate === undefined
@@ -838,6 +941,7 @@ async function main(): Promise<void> {
   if (profile) {
     printProfile('cold key cache (a fresh process)', profile.cold);
     printProfile('every key cached', profile.cached);
+    printPerRequest(halfRate, profile.perRequest);
   }
 
   if (opts.json) {
