@@ -66,7 +66,7 @@ export function createEnforceHandler(dependencies: EnforceHttpDeps): FastHandler
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     if (path === ENFORCE_PATH && req.method === 'POST') {
-      void serve(deps, req, res, ENFORCE_PATH, () => jsonDecision(deps, req, res));
+      void serve(deps, req, res, ENFORCE_PATH, (requestId) => jsonDecision(deps, req, res, requestId));
       return true;
     }
     if (path === FORWARD_AUTH_PATH || path.startsWith(`${FORWARD_AUTH_PATH}/`)) {
@@ -77,7 +77,9 @@ export function createEnforceHandler(dependencies: EnforceHttpDeps): FastHandler
       const nginx = exact && q !== -1 && new URLSearchParams(url.slice(q + 1)).get('mode') === 'nginx';
       const suffix = exact ? undefined : url.slice(FORWARD_AUTH_PATH.length);
       req.resume();
-      void serve(deps, req, res, FORWARD_AUTH_PATH, () => forwardAuth(deps, req, res, nginx, suffix));
+      void serve(deps, req, res, FORWARD_AUTH_PATH, (requestId) =>
+        forwardAuth(deps, req, res, requestId, nginx, suffix),
+      );
       return true;
     }
     return false;
@@ -89,15 +91,14 @@ async function serve(
   req: IncomingMessage,
   res: ServerResponse,
   route: string,
-  run: () => Promise<void>,
+  run: (requestId: string) => Promise<void>,
 ): Promise<void> {
   const started = process.hrtime.bigint();
   const incoming = req.headers['x-request-id'];
   const requestId =
     typeof incoming === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(incoming) ? incoming : randomUUID();
-  res.setHeader('X-Request-Id', requestId);
   try {
-    await run();
+    await run(requestId);
   } catch (err) {
     const problem =
       err instanceof ProblemError
@@ -118,10 +119,15 @@ async function serve(
   }
 }
 
+// Every answer's headers, X-Request-Id included, go to writeHead in one object and nothing is set
+// before it: node:http then writes that object as it is. One earlier setHeader sends writeHead down
+// its merging path, which lower-cases and re-validates every header of every answer.
+
 function writeProblem(res: ServerResponse, problem: ProblemError, requestId: string): void {
-  for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value);
   const body = JSON.stringify(problem.body(requestId));
   res.writeHead(problem.status, {
+    ...problem.headers,
+    'X-Request-Id': requestId,
     'Content-Type': 'application/problem+json; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
   });
@@ -134,8 +140,10 @@ function writeJson(
   status: number,
   payload: unknown,
   headers: Record<string, string | number>,
+  requestId: string,
 ): void {
   const body = JSON.stringify(payload);
+  headers['X-Request-Id'] = requestId;
   headers['Content-Type'] = 'application/json; charset=utf-8';
   headers['Content-Length'] = Buffer.byteLength(body);
   res.writeHead(status, headers);
@@ -272,7 +280,12 @@ const publicBody = (o: EnforceOutcome) => {
   return body;
 };
 
-async function jsonDecision(deps: Handler, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function jsonDecision(
+  deps: Handler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+): Promise<void> {
   const auth = req.headers.authorization;
   const match = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
   await authenticateGateway(deps, match?.[1], 'Authorization: Bearer <token>');
@@ -299,7 +312,7 @@ async function jsonDecision(deps: Handler, req: IncomingMessage, res: ServerResp
   }
   const outcome = await deps.within(deps.enforce.decide(result.data));
   // The decision is the body: a gateway reads it, so enforcement always answers 200.
-  writeJson(res, 200, publicBody(outcome), outcome.headers);
+  writeJson(res, 200, publicBody(outcome), outcome.headers, requestId);
 }
 
 /**
@@ -338,6 +351,7 @@ async function forwardAuth(
   deps: Handler,
   req: IncomingMessage,
   res: ServerResponse,
+  requestId: string,
   nginx: boolean,
   pathSuffix: string | undefined,
 ): Promise<void> {
@@ -388,7 +402,7 @@ async function forwardAuth(
       headers['X-Gatehouse-Delay-Ms'] = String(outcome.delayMs);
     }
     if (outcome.degrade) headers['X-Gatehouse-Degrade'] = '1';
-    writeJson(res, 200, publicBody(outcome), headers);
+    writeJson(res, 200, publicBody(outcome), headers, requestId);
     return;
   }
   headers['X-Gatehouse-Reason'] = outcome.reason ?? 'denied';
@@ -401,5 +415,5 @@ async function forwardAuth(
   }
   if (outcome.reason === 'invalid_key')
     headers['WWW-Authenticate'] = 'Bearer realm="api", error="invalid_token"';
-  writeJson(res, status, publicBody(outcome), headers);
+  writeJson(res, status, publicBody(outcome), headers, requestId);
 }
