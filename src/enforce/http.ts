@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { z } from 'zod';
 import type { HttpMetrics } from '../http/metrics.ts';
 import { ProblemError } from '../http/problem.ts';
 import { Fifo } from '../lib/fifo.ts';
 import type { Logger } from '../logger.ts';
-import { type Cidr, cidrContains, isIp, parseIp } from '../signals/ip.ts';
+import { type Cidr, cidrContains, parseIp } from '../signals/ip.ts';
 import { hasScope } from '../tokens/scopes.ts';
 import type { TokenService } from '../tokens/service.ts';
-import type { EnforceOutcome, EnforceService } from './service.ts';
+import { enforceBody, readEnforceBody } from './input.ts';
+import type { EnforceInput, EnforceOutcome, EnforceService } from './service.ts';
 
 // The enforcement routes are served by node:http directly, in front of Express.
 //
@@ -27,17 +27,6 @@ import type { EnforceOutcome, EnforceService } from './service.ts';
 export const ENFORCE_PATH = '/v1/enforce';
 export const FORWARD_AUTH_PATH = '/v1/enforce/forward-auth';
 const MAX_BODY = 256 * 1024;
-
-const enforceBody = z.strictObject({
-  key: z.string().min(1).max(512),
-  ip: z.string().max(64).refine(isIp, 'must be an IPv4 or IPv6 address'),
-  fingerprint: z.string().min(1).max(256).optional(),
-  tlsFingerprint: z.string().min(1).max(256).optional(),
-  endpoint: z.string().min(1).max(2048).optional(),
-  cost: z.number().int().min(0).max(1_000_000).optional(),
-  query: z.string().max(200_000).optional(),
-  userAgent: z.string().max(1024).optional(),
-});
 
 export interface EnforceHttpDeps {
   enforce: EnforceService;
@@ -296,6 +285,14 @@ async function jsonDecision(
   } catch {
     throw new ProblemError('malformed_json');
   }
+  const input = readEnforceBody(parsed) ?? validated(parsed);
+  const outcome = await deps.within(deps.enforce.decide(input));
+  // The decision is the body: a gateway reads it, so enforcement always answers 200.
+  writeJson(res, 200, publicBody(outcome), outcome.headers, requestId);
+}
+
+/** The schema's verdict on a body the fast check refused: its output, or a 400 naming each field. */
+function validated(parsed: unknown): EnforceInput {
   const result = enforceBody.safeParse(parsed);
   if (!result.success) {
     const errors = result.error.issues
@@ -310,9 +307,7 @@ async function jsonDecision(
       errors,
     });
   }
-  const outcome = await deps.within(deps.enforce.decide(result.data));
-  // The decision is the body: a gateway reads it, so enforcement always answers 200.
-  writeJson(res, 200, publicBody(outcome), outcome.headers, requestId);
+  return result.data;
 }
 
 /**
