@@ -7,6 +7,7 @@ import type { Logger } from '../logger.ts';
 import { type Cidr, cidrContains, parseIp } from '../signals/ip.ts';
 import { hasScope } from '../tokens/scopes.ts';
 import type { TokenService } from '../tokens/service.ts';
+import { answerJson } from './answer.ts';
 import { enforceBody, readEnforceBody } from './input.ts';
 import type { EnforceInput, EnforceOutcome, EnforceService } from './service.ts';
 
@@ -123,15 +124,18 @@ function writeProblem(res: ServerResponse, problem: ProblemError, requestId: str
   res.end(body);
 }
 
-/** `headers` is the outcome's own object (made per decision): it is completed in place. */
-function writeJson(
+/**
+ * The decision as the answer's body (src/enforce/answer.ts); `headers` is the outcome's own object
+ * (made per decision): it is completed in place.
+ */
+function writeAnswer(
   res: ServerResponse,
   status: number,
-  payload: unknown,
+  outcome: EnforceOutcome,
   headers: Record<string, string | number>,
   requestId: string,
 ): void {
-  const body = JSON.stringify(payload);
+  const body = answerJson(outcome);
   headers['X-Request-Id'] = requestId;
   headers['Content-Type'] = 'application/json; charset=utf-8';
   headers['Content-Length'] = Buffer.byteLength(body);
@@ -264,11 +268,6 @@ function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>)
     });
 }
 
-const publicBody = (o: EnforceOutcome) => {
-  const { headers: _headers, ...body } = o;
-  return body;
-};
-
 async function jsonDecision(
   deps: Handler,
   req: IncomingMessage,
@@ -288,7 +287,7 @@ async function jsonDecision(
   const input = readEnforceBody(parsed) ?? validated(parsed);
   const outcome = await deps.within(deps.enforce.decide(input));
   // The decision is the body: a gateway reads it, so enforcement always answers 200.
-  writeJson(res, 200, publicBody(outcome), outcome.headers, requestId);
+  writeAnswer(res, 200, outcome, outcome.headers, requestId);
 }
 
 /** The schema's verdict on a body the fast check refused: its output, or a 400 naming each field. */
@@ -397,7 +396,7 @@ async function forwardAuth(
       headers['X-Gatehouse-Delay-Ms'] = String(outcome.delayMs);
     }
     if (outcome.degrade) headers['X-Gatehouse-Degrade'] = '1';
-    writeJson(res, 200, publicBody(outcome), headers, requestId);
+    writeAnswer(res, 200, outcome, headers, requestId);
     return;
   }
   headers['X-Gatehouse-Reason'] = outcome.reason ?? 'denied';
@@ -410,5 +409,5 @@ async function forwardAuth(
   }
   if (outcome.reason === 'invalid_key')
     headers['WWW-Authenticate'] = 'Bearer realm="api", error="invalid_token"';
-  writeJson(res, status, publicBody(outcome), headers, requestId);
+  writeAnswer(res, status, outcome, headers, requestId);
 }
