@@ -22,47 +22,42 @@ export const enforceBody = z.strictObject({
 
 const text = (v: unknown, min: number, max: number): boolean =>
   typeof v === 'string' && v.length >= min && v.length <= max;
+/** An optional field: absent, or within its bounds. */
+const optionalText = (v: unknown, min: number, max: number): boolean => v === undefined || text(v, min, max);
+const optionalCost = (v: unknown): boolean =>
+  v === undefined || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 1_000_000);
+const present = (v: unknown): number => (v === undefined ? 0 : 1);
 
 /** The body as the schema would give it, or null when only the schema can say what is wrong. */
 export function readEnforceBody(body: unknown): EnforceInput | null {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return null;
-  const b = body as Record<string, unknown>;
-  let known = 2;
-  if (!text(b.key, 1, 512) || !text(b.ip, 0, 64) || !isIp(b.ip as string)) return null;
-  const input: EnforceInput = { key: b.key as string, ip: b.ip as string };
-  if (b.fingerprint !== undefined) {
-    if (!text(b.fingerprint, 1, 256)) return null;
-    input.fingerprint = b.fingerprint as string;
-    known++;
-  }
-  if (b.tlsFingerprint !== undefined) {
-    if (!text(b.tlsFingerprint, 1, 256)) return null;
-    input.tlsFingerprint = b.tlsFingerprint as string;
-    known++;
-  }
-  if (b.endpoint !== undefined) {
-    if (!text(b.endpoint, 1, 2048)) return null;
-    input.endpoint = b.endpoint as string;
-    known++;
-  }
-  if (b.cost !== undefined) {
-    const cost = b.cost;
-    if (typeof cost !== 'number' || !Number.isInteger(cost) || cost < 0 || cost > 1_000_000) return null;
-    input.cost = cost;
-    known++;
-  }
-  if (b.query !== undefined) {
-    if (!text(b.query, 0, 200_000)) return null;
-    input.query = b.query as string;
-    known++;
-  }
-  if (b.userAgent !== undefined) {
-    if (!text(b.userAgent, 0, 1024)) return null;
-    input.userAgent = b.userAgent as string;
-    known++;
-  }
-  // Any other key is the schema's to report: the body has more keys than the fields read above.
+  const { key, ip, fingerprint, tlsFingerprint, endpoint, cost, query, userAgent } = body as Record<
+    string,
+    unknown
+  >;
+  if (
+    !text(key, 1, 512) ||
+    !text(ip, 0, 64) ||
+    !isIp(ip as string) ||
+    !optionalText(fingerprint, 1, 256) ||
+    !optionalText(tlsFingerprint, 1, 256) ||
+    !optionalText(endpoint, 1, 2048) ||
+    !optionalCost(cost) ||
+    !optionalText(query, 0, 200_000) ||
+    !optionalText(userAgent, 0, 1024)
+  )
+    return null;
+  const known =
+    2 +
+    present(fingerprint) +
+    present(tlsFingerprint) +
+    present(endpoint) +
+    present(cost) +
+    present(query) +
+    present(userAgent);
+  // Any other key is the schema's to report: the body has more keys than the fields checked above.
   let keys = 0;
-  for (const _key in b) keys++;
-  return keys === known ? input : null;
+  for (const _key in body) keys++;
+  // Every key is then one of the fields, valid: the body is its own output.
+  return keys === known ? (body as EnforceInput) : null;
 }
