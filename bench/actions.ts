@@ -21,6 +21,7 @@ import { createDb, type Db } from '../src/db/client.ts';
 import { applyMigrations, dropDatabase, ensureDatabase, withDatabase } from '../src/db/migrate.ts';
 import { createActionService } from '../src/detection/actions.ts';
 import { newId } from '../src/lib/ids.ts';
+import { inSlices } from '../src/lib/in-slices.ts';
 import { createLogger } from '../src/logger.ts';
 
 const { values } = parseArgs({
@@ -56,9 +57,9 @@ const EVIDENCE = {
 async function farm(db: Db, n: number): Promise<{ clusterId: string; members: string[] }> {
   const clusterId = newId('clu');
   const members = Array.from({ length: n }, () => newId('acc'));
-  for (let i = 0; i < n; i += 5_000) {
+  await inSlices(members, 5_000, async (slice) => {
     await db.account.createMany({
-      data: members.slice(i, i + 5_000).map((id) => ({
+      data: slice.map((id) => ({
         id,
         email: `${id}@farm.example`,
         emailCanonicalHash: id,
@@ -67,13 +68,11 @@ async function farm(db: Db, n: number): Promise<{ clusterId: string; members: st
         status: 'active' as const,
       })),
     });
-  }
+  });
   await db.cluster.create({ data: { id: clusterId, score: 0.95, size: n, evidence: EVIDENCE } });
-  for (let i = 0; i < n; i += 5_000) {
-    await db.clusterMember.createMany({
-      data: members.slice(i, i + 5_000).map((accountId) => ({ accountId, clusterId })),
-    });
-  }
+  await inSlices(members, 5_000, async (slice) => {
+    await db.clusterMember.createMany({ data: slice.map((accountId) => ({ accountId, clusterId })) });
+  });
   return { clusterId, members };
 }
 

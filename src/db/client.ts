@@ -16,4 +16,14 @@ export function createDb(connectionString: string, connectTimeoutMs: number): Db
   return new PrismaClient({ adapter });
 }
 
+/**
+ * Options for a transaction whose work grows with `items` (a farm's members, a run's links or
+ * clusters): `baseMs` plus `msPerItem` for each, so that no size is refused outright by a fixed
+ * timeout, and 10 s to get a connection.
+ */
+export const growingTransaction = (baseMs: number, msPerItem: number, items: number) => ({
+  maxWait: 10_000,
+  timeout: baseMs + msPerItem * items,
+});
+
 export { Prisma } from '../generated/prisma/client.ts';

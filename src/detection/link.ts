@@ -1,4 +1,4 @@
-import type { Db } from '../db/client.ts';
+import { type Db, growingTransaction } from '../db/client.ts';
 import { Prisma } from '../generated/prisma/client.ts';
 import type { DetectionPolicy } from '../policy/policy.ts';
 import { type LinkEvidence, maxContribution, pairWeight, type SharedSignal } from './weights.ts';
@@ -346,8 +346,7 @@ export async function replaceLinks(db: Db, links: readonly ComputedLink[]): Prom
     },
     {
       isolationLevel: Prisma.TransactionIsolationLevel.ReadCommitted,
-      maxWait: 10_000,
-      timeout: 60_000 + 2 * links.length,
+      ...growingTransaction(60_000, 2, links.length),
     },
   );
 }

@@ -1,5 +1,5 @@
 import type { AuditLog } from '../audit/audit.ts';
-import type { Db } from '../db/client.ts';
+import { type Db, growingTransaction } from '../db/client.ts';
 import type { Prisma } from '../generated/prisma/client.ts';
 import { newId } from '../lib/ids.ts';
 import { inSlices, STATEMENT_SLICE } from '../lib/in-slices.ts';
@@ -274,7 +274,7 @@ export async function analyseClusters(
       }
     },
     // Two statements per cluster: the budget grows with their number, as the link graph's does.
-    { timeout: 120_000 + 5 * scored.length, maxWait: 10_000 },
+    growingTransaction(120_000, 5, scored.length),
   );
   return { summary: { clusters: scored.length, timings: { clustersMs: Date.now() - started } } };
 }

@@ -9,7 +9,7 @@ export const STATEMENT_SLICE = 10_000;
 export async function inSlices<I, T = never>(
   items: readonly I[],
   size: number,
-  run: (slice: I[]) => Promise<T[] | undefined | void>,
+  run: (slice: I[]) => Promise<T[] | undefined> | Promise<void>,
 ): Promise<T[]> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError('size must be a positive integer');
   const out: T[] = [];

@@ -19,12 +19,10 @@ afterAll(async () => {
   await app.close();
 });
 
-const rng = seededRandom;
-
 const T0 = Date.parse('2026-05-01T00:00:00Z');
 
 async function population(seed: number): Promise<string[]> {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)]!;
   const ids = Array.from({ length: 40 }, (_, i) => `acc_ev${seed}_${String(i).padStart(2, '0')}`);
   await insertAccounts(app, ids, T0);

@@ -18,11 +18,9 @@ afterAll(async () => {
 
 const T0 = Date.parse('2026-05-01T00:00:00Z');
 
-const rng = seededRandom;
-
 /** Accounts over several batches, sharing devices, addresses and e-mail patterns in small groups. */
 async function population(count: number, seed: number): Promise<void> {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   const ids = Array.from({ length: count }, (_, i) => `acc_lc_${String(i).padStart(5, '0')}`);
   await insertAccounts(app, ids, T0);
   const rows: Array<{ kind: string; value: string; accountId: string; at: Date }> = [];
