@@ -8,7 +8,10 @@ const referenceHmac = (key: string, value: string) => createHmac('sha256', key).
 describe('digests', () => {
   it('HMAC-SHA-256 equals createHmac for keys shorter than, as long as and longer than the block', () => {
     for (const key of ['', 'k', 'x'.repeat(63), 'x'.repeat(64), 'x'.repeat(65), 'p'.repeat(500), 'ключ-🔑']) {
-      for (const value of ['', 'gh_live_abc', 'ü', '🔑'.repeat(40), 'v'.repeat(1_000)]) {
+      // Around the longest value hashed in place (341 UTF-16 units, up to 3 bytes each) and past it.
+      const values = ['', 'gh_live_abc', 'ü', '🔑'.repeat(40), 'v'.repeat(1_000)];
+      values.push('€'.repeat(341), '€'.repeat(342), 'a'.repeat(341), 'a'.repeat(342), '\ud800'.repeat(341));
+      for (const value of values) {
         expect(hmacHex(key, value)).toBe(referenceHmac(key, value));
       }
     }
