@@ -23,7 +23,7 @@
 // Everything it creates is removed at the end, on failure and on Ctrl-C too: a database
 // gatehouse_bench_<random>, Redis keys under a random prefix, a temporary directory.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,7 +121,7 @@ const opts = {
   rlfAutopipelining: argv['rlf-autopipelining'],
   profile: argv.profile || argv['profile-dir'] !== undefined,
   profileDir: argv['profile-dir'],
-  /** V8/Node flags for the Gatehouse process only, e.g. "--max-semi-space-size=32". */
+  /** V8/Node flags for the Gatehouse process only, after those of `start:api`, e.g. "--max-semi-space-size=32". */
   nodeFlags: (argv['node-flags'] ?? '').split(/\s+/).filter((f) => f !== ''),
   // A fixed rate for the latency runs instead of half of this run's saturation: for comparing two
   // builds (or two machines) at the same load.
@@ -208,42 +208,44 @@ function gatehouseEnv(): NodeJS.ProcessEnv {
 
 const READY = /ready at (http:\/\/\S+)/;
 
+/**
+ * The Node flags `npm run start:api` serves with (package.json), read from the script itself so
+ * that the benchmark measures what users run. Every server here gets them, the baselines too: the
+ * same runtime settings for all.
+ */
+function servingFlags(): string[] {
+  const scripts = (
+    JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    }
+  ).scripts;
+  const words = (scripts['start:api'] ?? '').split(/\s+/);
+  const end = words.indexOf('--import');
+  if (words[0] !== 'node' || end === -1)
+    throw new Error('package.json: start:api is not `node <flags> --import tsx …`');
+  return words.slice(1, end);
+}
+const SERVING_FLAGS = servingFlags();
+
 function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
-  // Profiled, or with flags of its own: node itself with tsx as a loader, so the one process that
-  // serves gets the flags and writes the profile when it exits (src/main.ts drains and exits on
+  // Node itself with tsx as a loader, as `npm run start:api` runs it: the one process that serves
+  // gets the flags and, profiled, writes the profile when it exits (src/main.ts drains and exits on
   // SIGTERM).
-  if (cpuProfileDir || opts.nodeFlags.length > 0) {
-    const profile = cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`] : [];
-    return startChild(
-      name,
-      process.execPath,
-      [...opts.nodeFlags, ...profile, '--import', 'tsx', 'src/main.ts', 'api'],
-      // A drain that overstays ends in process.exit, which still writes the profile; a SIGKILL
-      // from stop() would not.
-      { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000' }, readyPattern: READY },
-    );
-  }
-  return startChild(name, TSX, ['src/main.ts', 'api'], {
-    cwd: ROOT,
-    env: gatehouseEnv(),
-    readyPattern: READY,
-  });
+  const profile = cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`] : [];
+  return startChild(
+    name,
+    process.execPath,
+    [...SERVING_FLAGS, ...opts.nodeFlags, ...profile, '--import', 'tsx', 'src/main.ts', 'api'],
+    // A drain that overstays ends in process.exit, which still writes the profile; a SIGKILL
+    // from stop() would not.
+    { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000' }, readyPattern: READY },
+  );
 }
 
 function startBaseline(kind: 'bare' | 'express' | 'floor', cpuProfileDir?: string): ManagedChild {
-  const [command, args] = cpuProfileDir
-    ? [
-        process.execPath,
-        [
-          '--cpu-prof',
-          `--cpu-prof-dir=${cpuProfileDir}`,
-          '--import',
-          'tsx',
-          'bench/lib/enforce-baselines.ts',
-          kind,
-        ],
-      ]
-    : [TSX, ['bench/lib/enforce-baselines.ts', kind]];
+  const profile = cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`] : [];
+  const command = process.execPath;
+  const args = [...SERVING_FLAGS, ...profile, '--import', 'tsx', 'bench/lib/enforce-baselines.ts', kind];
   return startChild(cpuProfileDir ? `${kind} (profiled)` : kind, command, args, {
     cwd: ROOT,
     env: {
@@ -646,6 +648,7 @@ async function main(): Promise<void> {
   const rinfo = await serverInfo(redis);
   redisPid = rinfo.pid;
   log(`Redis ${rinfo.version} (pid ${rinfo.pid}), Node ${process.version}, ${availableParallelism()} cores`);
+  log(`servers run with start:api's Node flags: ${SERVING_FLAGS.join(' ') || '(none)'}`);
 
   log(`creating database ${dbName}`);
   await ensureDatabase(databaseUrl);
@@ -862,7 +865,8 @@ async function main(): Promise<void> {
   console.log(
     `\nPOST /v1/enforce: ${DIMENSIONS.length} dimensions x ${WINDOWS_PER_DIMENSION} windows + usage event; ` +
       `${opts.connections} connections, ${opts.rounds} rounds x ${opts.duration} s (+${opts.warmup} s warm-up); ` +
-      `Node ${process.version}, Redis ${rinfo.version}, ${availableParallelism()} cores`,
+      `Node ${process.version} (${SERVING_FLAGS.join(' ') || 'no flags'}), Redis ${rinfo.version}, ` +
+      `${availableParallelism()} cores`,
   );
   console.table(rowsOut);
   const halfRow = (r: Run, rate = halfRate) => ({
