@@ -397,6 +397,18 @@ describe('sliding-window limiter', () => {
     expect(ttl).toBeLessThanOrEqual(MINUTE + 6_000);
   });
 
+  it('counts a window whose stored fields are not numbers as empty instead of failing', async () => {
+    // Written by something other than the script (an operator's mistake, say): every decision on
+    // the hash must not fail until it expires.
+    const limits = [perMinute('key', 5)];
+    for (let i = 0; i < 3; i++) await limiter.check(enforce(1_000, limits));
+    await redis.hset(limits[0]!.key, { o: 'garbage', t: 'x', c: '' });
+    const result = await limiter.check(enforce(2_000, limits));
+    expect(result.admitted).toBe(true);
+    expect(usedOf(result)).toEqual([1]);
+    expect(usedOf(await limiter.check(enforce(3_000, limits)))).toEqual([2]);
+  });
+
   it('refuses limits it cannot enforce exactly, before touching Redis', async () => {
     const good = perMinute('key', 5);
     const bad: Array<[string, CheckRequest]> = [

@@ -26,13 +26,15 @@
   (expiring buckets, walking for a reset time) and for the counts HSET writes.
 
   Numbers cross between strings and Lua in the cheapest way measured (instructions Redis 7.0 ran
-  per decision under callgrind, `npm run bench:limiter -- --callgrind`): a numeric string is read
-  with `s + 0`, not tonumber(s), which is a C call that parses its argument twice (lua_isnumber,
-  then lua_tonumber); a count goes to HSET as string.format('%d', n), since Redis turns a Lua
-  number argument into text with printf's %.17g, which takes its slow multi-precision path for
-  every value. Together ~11% of the script's instructions (691k -> 616k a decision). `s + 0`
-  raises a script error on a string that is not a number; the caller has validated every argument,
-  and the hashes hold only what this script wrote. `npm run bench:enforce` reports the Redis CPU
+  per decision under callgrind, `npm run bench:limiter -- --callgrind`). An argument is read with
+  `s + 0`, not tonumber(s), which is a C call that parses its argument twice (lua_isnumber, then
+  lua_tonumber); `s + 0` raises a script error on a string that is not a number, and the caller
+  has validated every argument. What the hashes hold is still read with tonumber: a field written
+  by anything else then counts as empty, rather than failing every decision on that hash until it
+  expires (`s + 0` there too would save another ~3%). A count goes to HSET as
+  string.format('%d', n): Redis turns a Lua number argument into text with printf's %.17g, which
+  takes its slow multi-precision path for every value. Together ~8% fewer instructions (691k ->
+  637k a decision for counters used a moment ago). `npm run bench:enforce` reports the Redis CPU
   per decision.
 
   The number of keys varies (the hashes, plus an optional stream), so the file is not named
@@ -137,12 +139,9 @@ for g = 1, h do
     end
     local width = windowMs / buckets
     if windowMs + width > ttl then ttl = windowMs + width end
-    local total = values[3 * i - 1]
-    total = total and total + 0 or 0
-    local packed = values[3 * i - 2]
-    packed = packed and packed + 0 or nil
-    local hotCount = values[3 * i]
-    hotCount = hotCount and hotCount + 0 or 0
+    local total = tonumber(values[3 * i - 1]) or 0
+    local packed = tonumber(values[3 * i - 2])
+    local hotCount = tonumber(values[3 * i]) or 0
     local oldest, hot, legacy = packed, nil, false
     if packed == nil or total == 0 then
       -- Empty (a window emptied in a shared hash keeps its `o`, `t` = 0 and `c` = 0 in place).
