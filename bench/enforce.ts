@@ -12,7 +12,8 @@
 //     with no logic, answered in Gatehouse's shape (the ceiling of one script call per decision).
 // Every server and the load generator run as separate processes; targets take turns within each
 // round so that machine noise hits all of them alike, and each run reports the CPU time per request
-// of the server and of Redis, which other load on the machine moves far less than req/s. Then:
+// of the server and of Redis, which other load on the machine moves far less than req/s, and the
+// server's peak resident memory. Every server runs with the Node flags of `start:api`. Then:
 // Gatehouse's latency at half its saturation rate (and the bare endpoint's at half of its own, the
 // tail this machine gives a server that does almost nothing), Redis commands per decision and Redis
 // CPU inside the script against a floor (INFO commandstats), and with --profile a CPU profile of
@@ -45,6 +46,7 @@ import {
   MEASURING,
   machineBusyPercent,
   median,
+  peakRssMib,
   startChild,
   stopAllChildren,
 } from './lib/enforce-common.ts';
@@ -280,6 +282,8 @@ interface Run {
   eventsAppended?: number;
   /** The measured run, in µs of the monotonic clock (to cut a CPU profile to it). */
   windowUs: { fromUs: number; toUs: number };
+  /** The server's peak resident memory since it started, read after the run (MiB). */
+  serverPeakRssMib: number | null;
 }
 
 let runSeq = 0;
@@ -351,7 +355,7 @@ async function runLoad(
     );
     cpu = { serverPct, redisPct, loaderPct: result.loaderCpuPct, machineBusyPct, otherPct };
   }
-  const run: Run = { target, round, result, cpu, windowUs };
+  const run: Run = { target, round, result, cpu, windowUs, serverPeakRssMib: peakRssMib(server.pid) };
   if (xlen0 && xlen1) run.eventsAppended = (await xlen1) - (await xlen0);
   return run;
 }
@@ -553,6 +557,8 @@ interface TargetSummary {
   /** CPU time per answered request: unlike req/s, it barely moves when other processes compete. */
   serverUsPerReq: number;
   redisUsPerReq: number;
+  /** The most the server process held in memory at once, up to its last run (MiB). */
+  serverPeakRssMib: number;
 }
 
 /** Percent of one core at `rps` answers per second, as CPU µs per answer. */
@@ -570,6 +576,7 @@ function summariseTarget(runs: readonly Run[]): TargetSummary {
     otherCpuPct: cpu((c) => c.otherPct),
     serverUsPerReq: median(runs.flatMap((r) => (r.cpu ? [usPerRequest(r.cpu.serverPct, r.result.rps)] : []))),
     redisUsPerReq: median(runs.flatMap((r) => (r.cpu ? [usPerRequest(r.cpu.redisPct, r.result.rps)] : []))),
+    serverPeakRssMib: Math.max(...runs.map((r) => r.serverPeakRssMib ?? Number.NaN)),
   };
 }
 
@@ -860,6 +867,7 @@ async function main(): Promise<void> {
       'other CPU %': f1(s.otherCpuPct),
       'server µs/req': int(s.serverUsPerReq),
       'Redis µs/req': int(s.redisUsPerReq),
+      'server peak RSS MiB': int(s.serverPeakRssMib),
     };
   }
   console.log(

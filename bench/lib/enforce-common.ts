@@ -335,6 +335,19 @@ export function cpuSnapshot(groups: readonly number[], pids: readonly number[]):
   };
 }
 
+/**
+ * A process's peak resident memory so far (VmHWM), in MiB; null where /proc is missing or the
+ * process has gone.
+ */
+export function peakRssMib(pid: number): number | null {
+  try {
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? null : Number(kb) / 1024;
+  } catch {
+    return null;
+  }
+}
+
 /** Percent of one core (as `top` shows it) used by a group or pid between two snapshots. */
 export function cpuPercent(a: CpuSnapshot, b: CpuSnapshot, id: number, kind: 'group' | 'pid'): number {
   const seconds = (b.at - a.at) / 1000;
