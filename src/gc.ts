@@ -1,5 +1,14 @@
 import { setFlagsFromString } from 'node:v8';
 
+// API processes also serve with a larger young generation, which cannot be set from here: V8 sizes
+// it when the process starts, and setFlagsFromString afterwards changes nothing. `npm start` and
+// `npm run start:api` pass `--max-semi-space-size=64` (package.json). A decision's garbage is short-lived,
+// so a larger young generation means fewer scavenges for the same work, each about as long (their
+// cost follows what survives, the requests in flight). Measured with `npm run bench:enforce`, two
+// pairs of runs on a 2-core machine: the API process's CPU per decision at saturation 100-117 µs
+// against 134-137 µs with V8's default (16 MB), the main thread's GC share 1.9% against 4.5%, for
+// ~100 MB more peak RSS (480-510 MB against 360-400 MB).
+
 /**
  * V8 tuning for a process that serves the API: allocation-site pretenuring off.
  *
@@ -26,14 +35,6 @@ import { setFlagsFromString } from 'node:v8';
  * and 26.8 s with it on. Worker-only processes keep V8's default all the same. An explicit
  * `--allocation-site-pretenuring` on the command line wins.
  */
-// The young generation's size is the other setting, and it cannot be made here: V8 sizes it when
-// the process starts, and setFlagsFromString afterwards changes nothing. `npm start` and `npm run
-// start:api` pass `--max-semi-space-size=64` (package.json). A decision's garbage is short-lived,
-// so a larger young generation means fewer scavenges for the same work, each about as long (their
-// cost follows what survives, the requests in flight). Measured with `npm run bench:enforce`, two
-// pairs of runs on a 2-core machine: the API process's CPU per decision at saturation 100-117 µs
-// against 134-137 µs with V8's default (16 MB), the main thread's GC share 1.9% against 4.5%, for
-// ~100 MB more peak RSS (480-510 MB against 360-400 MB).
 export function tuneGcForServing(execArgv: readonly string[] = process.execArgv): boolean {
   if (execArgv.some((arg) => /^--(no-)?allocation[-_]site[-_]pretenuring$/.test(arg))) return false;
   setFlagsFromString('--no-allocation-site-pretenuring');

@@ -15,6 +15,8 @@ export const sha256Hex = (value: string): string => hash('sha256', value, 'hex')
 /** SHA-256 as bytes. */
 export const sha256 = (value: string): Buffer => Buffer.from(hash('sha256', value, 'hex'), 'hex');
 
+const sha256Raw = (bytes: Uint8Array): Buffer => Buffer.from(hash('sha256', bytes, 'hex'), 'hex');
+
 const SHA256_BLOCK = 64;
 const SHA256_BYTES = 32;
 // Values up to this many UTF-16 units are hashed in place (each takes at most 3 bytes of UTF-8).
@@ -48,8 +50,6 @@ function hmacPads(key: string): Pads {
   }
   return pads;
 }
-
-const sha256Raw = (bytes: Uint8Array): Buffer => Buffer.from(hash('sha256', bytes, 'hex'), 'hex');
 
 /**
  * HMAC-SHA-256 (RFC 2104), hex: H(K ⊕ opad ‖ H(K ⊕ ipad ‖ value)) as two one-shot hashes. The output

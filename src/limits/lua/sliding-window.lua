@@ -319,7 +319,7 @@ for g = 1, h do
         -- while in `c`), once a bucket.
         if hot ~= nil then
           writes[#writes + 1] = field(w, hot)
-          writes[#writes + 1] = fmt("%d", w[HOT_COUNT])
+          writes[#writes + 1] = fmt('%d', w[HOT_COUNT])
         elseif carried > 0 then
           rcall('HDEL', KEYS[g], field(w, bucket))
         end
@@ -348,17 +348,17 @@ for g = 1, h do
     if w[HOT_DIRTY] then
       writes = writes or {}
       writes[#writes + 1] = ARGV[names + 2]
-      writes[#writes + 1] = fmt("%d", w[HOT_COUNT])
+      writes[#writes + 1] = fmt('%d', w[HOT_COUNT])
     end
     if consume or w[DIRTY] or w[CLEARED] then
       -- Expiry moved `o` and `t` (or emptied `c`): they are written back, consumed or not.
       writes = writes or {}
       writes[#writes + 1] = ARGV[names + 1]
-      writes[#writes + 1] = fmt("%d", w[TOTAL])
+      writes[#writes + 1] = fmt('%d', w[TOTAL])
     end
     if w[DIRTY] then
       writes[#writes + 1] = ARGV[names]
-      writes[#writes + 1] = fmt("%d", packedOldest(w))
+      writes[#writes + 1] = fmt('%d', packedOldest(w))
     end
   end
   if writes then rcall('HSET', KEYS[g], unpack(writes)) end
