@@ -6,7 +6,6 @@ import { parsePolicy } from '../../src/policy/policy.ts';
 import { createAccount, createKey } from '../support/accounts.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp, type TestResponse } from '../support/harness.ts';
-import { usageEntries } from '../support/usage.ts';
 
 // GET /v1/enforce/forward-auth through real HTTP, PostgreSQL and Redis: the status-code form of the
 // decision that nginx auth_request, Traefik ForwardAuth and Envoy ext_authz rely on.
@@ -107,8 +106,13 @@ const remaining = (d: Decision, name: string) => d.limits.find((l) => l.name ===
 
 /** The usage events Gatehouse appended for one account, as field maps. */
 async function eventsOf(target: TestApp, accountId: string): Promise<Array<Record<string, string>>> {
-  const entries = await usageEntries(target.ctx.redis, target.ctx.keys.usageStream());
-  return entries.filter((f) => f.a === accountId);
+  const entries = await target.ctx.redis.xrevrange(target.ctx.keys.usageStream(), '+', '-', 'COUNT', 500);
+  return entries
+    .map(
+      ([, f]): Record<string, string> =>
+        Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i]!, f[2 * i + 1]!])),
+    )
+    .filter((f) => f.a === accountId);
 }
 
 describe('GET /v1/enforce/forward-auth: the end user and the decision', () => {
