@@ -12,6 +12,7 @@
 //   - busy all day:     same bucket, for subjects (a tenth as many) used every 45 s over the past
 //                       24 hours, so each hash holds all 96 day buckets (~110 fields: Redis scans
 //                       a hash kept as a listpack field by field, see sliding-window.lua).
+// It also reports the usage stream's Redis memory per event (MEMORY USAGE over XLEN).
 // Figures are Redis's own accounting: the CPU time of its main thread (INFO cpu), which preemption by
 // other processes does not inflate, and INFO commandstats (µs inside EVALSHA, which it does; commands
 // run inside the script). Run it on an otherwise idle Redis: both are server-wide.
@@ -288,6 +289,20 @@ try {
           ' (commandstats), and the commands the script ran',
   );
   console.table(table);
+  // The usage stream's Redis memory per event: it is capped by length (MAXLEN), so this is what the
+  // cap costs in memory, per million events.
+  const [events, bytes] = await Promise.all([
+    admin.xlen(stream),
+    admin.call('MEMORY', 'USAGE', stream, 'SAMPLES', '0') as Promise<number | null>,
+  ]);
+  if (events > 0 && bytes !== null) {
+    const perEvent = Number(bytes) / events;
+    console.log(
+      `\nUsage stream: ${events.toLocaleString('en-US')} events in ${(Number(bytes) / 1_048_576).toFixed(1)} MiB ` +
+        `of Redis memory, ${perEvent.toFixed(1)} bytes an event (${((perEvent * 1e6) / 1_048_576).toFixed(0)} MiB ` +
+        'per million)',
+    );
+  }
 } finally {
   client.disconnect();
   if (admin.status === 'ready') {
