@@ -2,12 +2,13 @@ import { setFlagsFromString } from 'node:v8';
 
 // API processes also serve with a larger young generation, which cannot be set from here: V8 sizes
 // it when the process starts, and setFlagsFromString afterwards changes nothing. `npm start` and
-// `npm run start:api` pass `--max-semi-space-size=64` (package.json). A decision's garbage is short-lived,
-// so a larger young generation means fewer scavenges for the same work, each about as long (their
-// cost follows what survives, the requests in flight). Measured with `npm run bench:enforce`, two
-// pairs of runs on a 2-core machine: the API process's CPU per decision at saturation 100-117 µs
-// against 134-137 µs with V8's default (16 MB), the main thread's GC share 1.9% against 4.5%, for
-// ~100 MB more peak RSS (480-510 MB against 360-400 MB).
+// `npm run start:api` pass `--max-semi-space-size=64` (package.json). A decision's garbage is
+// short-lived, so a larger young generation means fewer scavenges for the same work: at
+// saturation ~5 a second of ~3.9 ms each, against ~19 of ~1.9 ms at 16 MB. Measured with `npm run
+// bench:enforce`, two pairs of runs on a 2-core machine: the API process's CPU per decision at
+// saturation 100-117 µs against 134-137 µs with V8's default, the main thread's GC share 1.9%
+// against 4.5%, for ~100 MiB more peak RSS (466-495 MiB against 348-394 MiB). The longer pauses did
+// not move the p99 at half load measurably either way.
 
 /**
  * V8 tuning for a process that serves the API: allocation-site pretenuring off.
