@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { AuditLog } from '../audit/audit.ts';
 import type { Db } from '../db/client.ts';
 import { newId } from '../lib/ids.ts';
-import { newSecret, sha256, sha256Hex } from '../lib/secrets.ts';
+import { newSecret, sha256Hex } from '../lib/secrets.ts';
 import { type Principal, SCOPES, type Scope } from './scopes.ts';
 
 const TOKEN_PREFIX = 'ght_';
@@ -72,8 +72,10 @@ export function createTokenService(deps: {
   let generation = 0;
   const lastUsedWritten = new Map<string, number>();
   // Digests have a fixed length, so timingSafeEqual on them reveals neither the token's length nor
-  // where a guess differs; hashing the admin token once keeps that to one hash per request.
-  const adminDigest = deps.adminToken ? sha256(deps.adminToken) : null;
+  // where a guess differs; hashing the admin token once keeps that to one hash per request. The
+  // digest is kept as its hex text, the form the lookups below use, so a request's digest is made
+  // once and never converted back and forth.
+  const adminDigest = deps.adminToken ? Buffer.from(sha256Hex(deps.adminToken), 'latin1') : null;
 
   const load = (hash: string): Promise<Principal | null> => {
     const inFlight = loading.get(hash);
@@ -112,13 +114,12 @@ export function createTokenService(deps: {
 
   return {
     async authenticate(bearer) {
-      const digest = sha256(bearer);
-      if (adminDigest && timingSafeEqual(digest, adminDigest)) {
+      const hash = sha256Hex(bearer);
+      if (adminDigest && timingSafeEqual(Buffer.from(hash, 'latin1'), adminDigest)) {
         return { tokenId: 'admin', name: 'bootstrap admin', scopes: ['admin'] };
       }
       if (!bearer.startsWith(TOKEN_PREFIX) || bearer.length > 200) return null;
       // Lookup by hash: the secret itself is never compared, so timing reveals nothing about it.
-      const hash = digest.toString('hex');
       const hit = cache.get(hash);
       const t = now();
       if (hit && hit.until > t) {

@@ -13,6 +13,7 @@ import {
   usageSignals,
 } from '../../src/detection/features.ts';
 import { minhash } from '../../src/enforce/minhash.ts';
+import { seededRandom } from '../support/random.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -59,17 +60,6 @@ function event(at: number, over: Partial<UsageEventInput> = {}): UsageEventInput
     decision: 'allow',
     queryMinhash: [],
     ...over,
-  };
-}
-
-/** Deterministic uniform [0, 1) (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
   };
 }
 
@@ -201,7 +191,7 @@ describe('usage features from sampled events', () => {
       gaps: (
         (r) => () =>
           -Math.log(1 - r()) * 60_000
-      )(random(7)),
+      )(seededRandom(7)),
       lo: 0.8,
       hi: 1.2,
     },
