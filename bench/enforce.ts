@@ -5,7 +5,8 @@
 // POST /v1/enforce on a tier that charges every request in five dimensions (key, user, device, ip,
 // asn) over two windows each (1 minute, 24 hours) and appends a usage event, over 1000 accounts with
 // one key each, measured twice (see TARGETS: with the key cache as the interleaving leaves it, and
-// with every key cached), against
+// with every key cached), then once more with every key cached on a Gatehouse that serves the route
+// on node:http (ENFORCE_WIRE=false: what reading it straight from the socket saves), against
 //   - express+rlf: Express 5, express.json() and one rate-limiter-flexible RateLimiterRedis consume,
 //   - bare: node:http that only parses the JSON body (the ceiling on this machine),
 //   - floor: bare plus one script call with a decision's shape that runs the same Redis commands
@@ -79,9 +80,11 @@ const PATH = '/v1/enforce';
 // during its run, as a key used less often than every 30 s is in production. `gatehouse (keys
 // cached)` runs right after one call per key, so it measures the decision itself.
 const CACHED = 'gatehouse (keys cached)';
-const TARGETS = ['gatehouse', CACHED, 'express+rlf', 'bare', 'floor'] as const;
+// The same, with ENFORCE_WIRE=false: the enforcement route on node:http, what src/http/wire.ts saves.
+const NODE_HTTP = 'gatehouse on node:http (keys cached)';
+const TARGETS = ['gatehouse', CACHED, NODE_HTTP, 'express+rlf', 'bare', 'floor'] as const;
 type Target = (typeof TARGETS)[number];
-const isGatehouse = (t: Target) => t === 'gatehouse' || t === CACHED;
+const isGatehouse = (t: Target) => t === 'gatehouse' || t === CACHED || t === NODE_HTTP;
 const GOALS = { vsExpress: 2.5, vsBare: 0.5, p99HalfLoadMs: 5 };
 
 // --- arguments -------------------------------------------------------------------------------
@@ -229,7 +232,7 @@ function servingFlags(): string[] {
 }
 const SERVING_FLAGS = servingFlags();
 
-function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
+function startGatehouse(name: string, cpuProfileDir?: string, env: NodeJS.ProcessEnv = {}): ManagedChild {
   // Node itself with tsx as a loader, as `npm run start:api` runs it: the one process that serves
   // gets the flags and, profiled, writes the profile when it exits (src/main.ts drains and exits on
   // SIGTERM).
@@ -240,7 +243,7 @@ function startGatehouse(name: string, cpuProfileDir?: string): ManagedChild {
     [...SERVING_FLAGS, ...opts.nodeFlags, ...profile, '--import', 'tsx', 'src/main.ts', 'api'],
     // A drain that overstays ends in process.exit, which still writes the profile; a SIGKILL
     // from stop() would not.
-    { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000' }, readyPattern: READY },
+    { cwd: ROOT, env: { ...gatehouseEnv(), SHUTDOWN_TIMEOUT_MS: '15000', ...env }, readyPattern: READY },
   );
 }
 
@@ -428,6 +431,7 @@ interface CommandCounts {
 }
 
 let gatehouseProcess: ManagedChild | undefined;
+let nodeHttpProcess: ManagedChild | undefined;
 
 /**
  * Why a call did not get the expected allow: the key's row in PostgreSQL, the same call again after
@@ -454,6 +458,7 @@ async function diagnose(url: string, body: string, first: { status: number; text
   agent.destroy();
   lines.push(`same call 2.5 s later: ${again.status} ${again.text.slice(0, 300)}`);
   lines.push(`gatehouse output:\n${gatehouseProcess?.tail() ?? '(none)'}`);
+  lines.push(`gatehouse on node:http output:\n${nodeHttpProcess?.tail() ?? '(none)'}`);
   return lines.join('\n  ');
 }
 
@@ -665,16 +670,21 @@ async function main(): Promise<void> {
 
   const gatehouse = startGatehouse('gatehouse');
   gatehouseProcess = gatehouse;
+  const onNode = startGatehouse(NODE_HTTP, undefined, { ENFORCE_WIRE: 'false' });
+  nodeHttpProcess = onNode;
   const express = startBaseline('express');
   const bare = startBaseline('bare');
   const floor = startBaseline('floor');
-  const [gatehouseUrl, expressUrl, bareUrl, floorUrl] = await Promise.all([
+  const [gatehouseUrl, onNodeUrl, expressUrl, bareUrl, floorUrl] = await Promise.all([
     gatehouse.ready,
+    onNode.ready,
     express.ready,
     bare.ready,
     floor.ready,
   ]);
-  log(`gatehouse ${gatehouseUrl}, express+rlf ${expressUrl}, bare ${bareUrl}, floor ${floorUrl}`);
+  log(
+    `gatehouse ${gatehouseUrl}, on node:http ${onNodeUrl}, express+rlf ${expressUrl}, bare ${bareUrl}, floor ${floorUrl}`,
+  );
 
   const keysToken = await createServiceToken(gatehouseUrl, adminToken, ['keys']);
   const enforceToken = await createServiceToken(gatehouseUrl, adminToken, ['enforce']);
@@ -707,6 +717,7 @@ async function main(): Promise<void> {
   const urls: Record<Target, [ManagedChild, string]> = {
     gatehouse: [gatehouse, gatehouseUrl],
     [CACHED]: [gatehouse, gatehouseUrl],
+    [NODE_HTTP]: [onNode, onNodeUrl],
     'express+rlf': [express, expressUrl],
     bare: [bare, bareUrl],
     floor: [floor, floorUrl],
@@ -716,7 +727,7 @@ async function main(): Promise<void> {
     for (const target of TARGETS) {
       const [server, url] = urls[target];
       log(`round ${round}/${opts.rounds}: ${target} (${opts.warmup} s warm-up, ${opts.duration} s)`);
-      if (target === CACHED) await callEveryKey(url, bodies, keys.length);
+      if (target === CACHED || target === NODE_HTTP) await callEveryKey(url, bodies, keys.length);
       const run = await runLoad(target, server, url, 'closed', round);
       runs.push(run);
       const r = run.result;
@@ -729,6 +740,9 @@ async function main(): Promise<void> {
       );
     }
   }
+  // Nothing after the rounds needs it: it would only take memory from the rest.
+  await onNode.stop();
+  nodeHttpProcess = undefined;
   const summary = Object.fromEntries(
     TARGETS.map((t) => [t, summariseTarget(runs.filter((r) => r.target === t))]),
   ) as Record<Target, TargetSummary>;
@@ -749,6 +763,11 @@ async function main(): Promise<void> {
     rps: summary[CACHED].rps / summary.floor.rps,
     serverCpu: summary.floor.serverUsPerReq / summary[CACHED].serverUsPerReq,
     redisCpu: summary.floor.redisUsPerReq / summary[CACHED].redisUsPerReq,
+  };
+
+  const wireVsNode = {
+    rps: summary[CACHED].rps / summary[NODE_HTTP].rps,
+    serverCpu: summary[NODE_HTTP].serverUsPerReq / summary[CACHED].serverUsPerReq,
   };
 
   // Half of the cached saturation rate, with every key cached first: the decision's own latency.
@@ -948,7 +967,10 @@ async function main(): Promise<void> {
       `\n  floor / express+rlf = ${f2(ratios.floor.vsExpress)}, floor / bare = ${f2(ratios.floor.vsBare)}` +
       `${ratios.floor.vsExpress < GOALS.vsExpress || ratios.floor.vsBare < GOALS.vsBare ? ': below the goals, so no implementation of this design can meet them here' : ''}` +
       `\n  gatehouse (keys cached) / floor = ${f2(ofFloor.rps)} by req/s; ` +
-      `floor's CPU per request / Gatehouse's: server ${f2(ofFloor.serverCpu)}, Redis ${f2(ofFloor.redisCpu)}`,
+      `floor's CPU per request / Gatehouse's: server ${f2(ofFloor.serverCpu)}, Redis ${f2(ofFloor.redisCpu)}` +
+      '\nHow the enforcement route is served (src/http/wire.ts)' +
+      `\n  read from the socket / on node:http (both keys cached) = ${f2(wireVsNode.rps)} by req/s; ` +
+      `server CPU per request ${int(summary[CACHED].serverUsPerReq)} µs against ${int(summary[NODE_HTTP].serverUsPerReq)} µs`,
   );
   if (profile) {
     printProfile('cold key cache (a fresh process)', profile.cold);
@@ -991,6 +1013,7 @@ async function main(): Promise<void> {
         summary,
         ratios,
         ofFloor,
+        wireVsNode,
         halfLoad: { rate: halfRate, paced: runJson(halfPaced), autocannonRate: runJson(halfAutocannon) },
         bareHalfLoad: { rate: bareHalfRate, paced: runJson(bareHalfPaced) },
         floorHalfLoad: { rate: halfRate, paced: runJson(floorHalfPaced) },

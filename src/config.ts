@@ -81,6 +81,9 @@ const schema = z.object({
   // proxies (the gateway, a load balancer) whose X-Forwarded-For hops forward-auth believes.
   ENFORCE_REDIS_TIMEOUT_MS: z.coerce.number().int().min(5).max(10_000).default(50),
   ENFORCE_DEADLINE_MS: z.coerce.number().int().min(10).max(30_000).default(500),
+  // The enforcement routes read straight from the socket on connections that send them the plain
+  // way (src/http/wire.ts); false serves them on node:http alone, like every other route.
+  ENFORCE_WIRE: bool.default(true),
   TRUSTED_PROXIES: z
     .string()
     .default('127.0.0.0/8,::1/128')

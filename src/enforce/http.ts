@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HttpMetrics } from '../http/metrics.ts';
 import { ProblemError } from '../http/problem.ts';
+import type { Answer } from '../http/wire.ts';
 import { Fifo } from '../lib/fifo.ts';
 import type { Logger } from '../logger.ts';
 import { type Cidr, cidrContains, parseIp } from '../signals/ip.ts';
@@ -11,23 +12,27 @@ import { answerJson } from './answer.ts';
 import { enforceBody, readEnforceBody } from './input.ts';
 import type { EnforceInput, EnforceOutcome, EnforceService } from './service.ts';
 
-// The enforcement routes are served by node:http directly, in front of Express.
+// The enforcement routes, in front of Express: answered from the socket by src/http/wire.ts on
+// connections that send them the plain way (a gateway's), and by nodeHandler below on node:http
+// for any other connection.
 //
-// Why: a gateway asks on every API call, so this is the one route whose cost multiplies. Measured
-// with `npm run bench:enforce` on a 2-core machine, an Express 5 route doing one
-// rate-limiter-flexible consume() costs ~155 µs of server CPU per request, bare node:http parsing
-// the same JSON body ~20 µs: Express's routing, request and response wrappers and middleware are
-// most of the difference. A Gatehouse decision served here costs ~85 µs of server CPU, and that
-// is the decision's own work (gateway token, key lookup, validation, ASN, rules, ten windows, the
-// usage event, the RateLimit fields); under Express, Express's share would come on top. Serving
-// these two paths here gives up nothing the rest of the API needs: they share the token check, the
-// problem+json format, request ids, metrics and logging with the Express routes, and every other
-// path falls through to Express unchanged. The decision's Redis call goes through a small
-// pipelined client of its own for the same reason (src/redis/resp-client.ts).
+// Why not Express: a gateway asks on every API call, so this is the one route whose cost
+// multiplies. Measured with `npm run bench:enforce` on a 2-core machine, an Express 5 route doing
+// one rate-limiter-flexible consume() costs 230–380 µs of server CPU per request, bare node:http
+// parsing the same JSON body 50–75 µs: Express's routing, request and response wrappers and
+// middleware are most of the difference, and they would come on top of the decision's own work
+// (gateway token, key lookup, validation, ASN, rules, ten windows, the usage event, the RateLimit
+// fields). Why not node:http alone for a gateway's connections: in the same run, a decision cost
+// 203 µs of server CPU on node:http and 145 µs read from the socket (src/http/wire.ts has what it
+// reads and what it leaves to node:http). Serving these paths here gives up nothing the rest of
+// the API needs: both transports share the token check, the problem+json format, request ids,
+// metrics and logging with the Express routes, and every other path goes to Express unchanged.
+// The decision's Redis call goes through a small pipelined client of its own for the same reason
+// (src/redis/resp-client.ts).
 
 export const ENFORCE_PATH = '/v1/enforce';
 export const FORWARD_AUTH_PATH = '/v1/enforce/forward-auth';
-const MAX_BODY = 256 * 1024;
+export const MAX_BODY = 256 * 1024;
 
 export interface EnforceHttpDeps {
   enforce: EnforceService;
@@ -41,6 +46,26 @@ export interface EnforceHttpDeps {
   failMode: () => 'open' | 'closed';
 }
 
+/** A request for the enforcement routes, as either transport gives it. */
+export interface EnforceRequest {
+  method: string;
+  url: string;
+  /** Lower-case names. */
+  headers: Readonly<Record<string, string | string[] | undefined>>;
+  remoteAddress: string | undefined;
+  /** The body as read already, or how to read it. */
+  body: string | (() => Promise<string>);
+  /** Lets go of a body the route does not read. */
+  discardBody?: () => void;
+}
+
+export interface EnforceRoutes {
+  /** Whether a request with this method and target is for the enforcement routes. */
+  accepts(method: string, url: string): boolean;
+  /** The answer (never a rejection), or null for a request that is not for these routes. */
+  answer(request: EnforceRequest): Promise<Answer> | null;
+}
+
 /** Returns false for requests that are not for the enforcement routes (Express takes them). */
 export type FastHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
@@ -49,98 +74,123 @@ interface Handler extends EnforceHttpDeps {
   within(decision: Promise<EnforceOutcome>): Promise<EnforceOutcome>;
 }
 
-export function createEnforceHandler(dependencies: EnforceHttpDeps): FastHandler {
+const pathOf = (url: string) => {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+};
+const isForwardAuth = (path: string) =>
+  path === FORWARD_AUTH_PATH || path.startsWith(`${FORWARD_AUTH_PATH}/`);
+
+export function createEnforceRoutes(dependencies: EnforceHttpDeps): EnforceRoutes {
   const deps: Handler = { ...dependencies, within: createDeadlines(dependencies) };
+  return {
+    accepts: (method, url) => (method === 'POST' && url === ENFORCE_PATH) || isForwardAuth(pathOf(url)),
+    answer(req) {
+      const url = req.url;
+      const path = pathOf(url);
+      if (path === ENFORCE_PATH && req.method === 'POST') {
+        return serve(deps, req, ENFORCE_PATH, (requestId) => jsonDecision(deps, req, requestId));
+      }
+      if (isForwardAuth(path)) {
+        // nginx and Traefik send GET to the exact path; Envoy's ext_authz sends the client's method
+        // with the client's path appended (…/forward-auth/v1/chat), so any method is answered and
+        // the suffix is the endpoint when no X-Forwarded-Uri names it.
+        const exact = path === FORWARD_AUTH_PATH;
+        const q = url.indexOf('?');
+        const nginx = exact && q !== -1 && new URLSearchParams(url.slice(q + 1)).get('mode') === 'nginx';
+        const suffix = exact ? undefined : url.slice(FORWARD_AUTH_PATH.length);
+        req.discardBody?.();
+        return serve(deps, req, FORWARD_AUTH_PATH, (requestId) =>
+          forwardAuth(deps, req, requestId, nginx, suffix),
+        );
+      }
+      return null;
+    },
+  };
+}
+
+/** The enforcement routes on node:http, for connections the wire path handed over. */
+export function nodeHandler(routes: EnforceRoutes): FastHandler {
   return (req, res) => {
-    const url = req.url ?? '';
-    const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    if (path === ENFORCE_PATH && req.method === 'POST') {
-      void serve(deps, req, res, ENFORCE_PATH, (requestId) => jsonDecision(deps, req, res, requestId));
-      return true;
-    }
-    if (path === FORWARD_AUTH_PATH || path.startsWith(`${FORWARD_AUTH_PATH}/`)) {
-      // nginx and Traefik send GET to the exact path; Envoy's ext_authz sends the client's method
-      // with the client's path appended (…/forward-auth/v1/chat), so any method is answered and
-      // the suffix is the endpoint when no X-Forwarded-Uri names it.
-      const exact = path === FORWARD_AUTH_PATH;
-      const nginx = exact && q !== -1 && new URLSearchParams(url.slice(q + 1)).get('mode') === 'nginx';
-      const suffix = exact ? undefined : url.slice(FORWARD_AUTH_PATH.length);
-      req.resume();
-      void serve(deps, req, res, FORWARD_AUTH_PATH, (requestId) =>
-        forwardAuth(deps, req, res, requestId, nginx, suffix),
-      );
-      return true;
-    }
-    return false;
+    const answer = routes.answer({
+      method: req.method ?? 'GET',
+      url: req.url ?? '',
+      headers: req.headers,
+      remoteAddress: req.socket.remoteAddress,
+      body: () => readBody(req),
+      discardBody: () => req.resume(),
+    });
+    if (answer === null) return false;
+    void answer.then((a) => {
+      a.headers['Content-Length'] = Buffer.byteLength(a.body);
+      res.writeHead(a.status, a.headers);
+      res.end(a.body);
+    });
+    return true;
   };
 }
 
 async function serve(
   deps: Handler,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: EnforceRequest,
   route: string,
-  run: (requestId: string) => Promise<void>,
-): Promise<void> {
+  run: (requestId: string) => Promise<Answer>,
+): Promise<Answer> {
   const started = process.hrtime.bigint();
   const incoming = req.headers['x-request-id'];
   const requestId =
     typeof incoming === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+  let answer: Answer;
   try {
-    await run(requestId);
+    answer = await run(requestId);
   } catch (err) {
     const problem =
       err instanceof ProblemError
         ? err
         : new ProblemError('internal_error', { detail: 'An unexpected error occurred; it has been logged' });
     if (!(err instanceof ProblemError)) deps.logger.error({ reqId: requestId, err }, 'enforcement error');
-    if (!res.headersSent) writeProblem(res, problem, requestId);
-    else res.end();
-  } finally {
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    deps.metrics?.observe(req.method ?? 'GET', route, res.statusCode, seconds);
-    // Debug level: at gateway volume an info line per call would cost more than the decision.
-    if (deps.logger.isLevelEnabled('debug'))
-      deps.logger.debug(
-        { reqId: requestId, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10 },
-        'request',
-      );
+    answer = problemAnswer(problem, requestId);
   }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  deps.metrics?.observe(req.method, route, answer.status, seconds);
+  // Debug level: at gateway volume an info line per call would cost more than the decision.
+  if (deps.logger.isLevelEnabled('debug'))
+    deps.logger.debug(
+      { reqId: requestId, route, status: answer.status, ms: Math.round(seconds * 1e4) / 10 },
+      'request',
+    );
+  return answer;
 }
 
-// Every answer's headers, X-Request-Id included, go to writeHead in one object and nothing is set
-// before it: node:http then writes that object as it is. One earlier setHeader sends writeHead down
-// its merging path, which lower-cases and re-validates every header of every answer.
+// Every answer's headers, X-Request-Id included, are made in one object and nothing is set
+// before it: node:http's writeHead then writes that object as it is. One earlier setHeader sends
+// writeHead down its merging path, which lower-cases and re-validates every header of every answer.
 
-function writeProblem(res: ServerResponse, problem: ProblemError, requestId: string): void {
-  const body = JSON.stringify(problem.body(requestId));
-  res.writeHead(problem.status, {
-    ...problem.headers,
-    'X-Request-Id': requestId,
-    'Content-Type': 'application/problem+json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-  });
-  res.end(body);
+function problemAnswer(problem: ProblemError, requestId: string): Answer {
+  return {
+    status: problem.status,
+    headers: {
+      ...problem.headers,
+      'X-Request-Id': requestId,
+      'Content-Type': 'application/problem+json; charset=utf-8',
+    },
+    body: JSON.stringify(problem.body(requestId)),
+  };
 }
 
 /**
  * The decision as the answer's body (src/enforce/answer.ts); `headers` is the outcome's own object
  * (made per decision): it is completed in place.
  */
-function writeAnswer(
-  res: ServerResponse,
+function decisionAnswer(
   status: number,
   outcome: EnforceOutcome,
   headers: Record<string, string | number>,
   requestId: string,
-): void {
-  const body = answerJson(outcome);
+): Answer {
   headers['X-Request-Id'] = requestId;
   headers['Content-Type'] = 'application/json; charset=utf-8';
-  headers['Content-Length'] = Buffer.byteLength(body);
-  res.writeHead(status, headers);
-  res.end(body);
+  return { status, headers, body: answerJson(outcome) };
 }
 
 async function authenticateGateway(deps: Handler, bearer: string | undefined, header: string): Promise<void> {
@@ -162,14 +212,11 @@ async function authenticateGateway(deps: Handler, bearer: string | undefined, he
   }
 }
 
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+/** node:http's body, read within the limit (the wire path reads bodies within it itself). */
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
-    const type = req.headers['content-type'] ?? '';
-    if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type)) {
-      reject(new ProblemError('unsupported_media_type', { detail: 'Send the body as application/json' }));
-      req.resume();
-      return;
-    }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > MAX_BODY) {
       reject(new ProblemError('payload_too_large'));
@@ -268,16 +315,16 @@ function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>)
     });
 }
 
-async function jsonDecision(
-  deps: Handler,
-  req: IncomingMessage,
-  res: ServerResponse,
-  requestId: string,
-): Promise<void> {
+async function jsonDecision(deps: Handler, req: EnforceRequest, requestId: string): Promise<Answer> {
   const auth = req.headers.authorization;
-  const match = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
+  const match = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
   await authenticateGateway(deps, match?.[1], 'Authorization: Bearer <token>');
-  const raw = await readBody(req);
+  const type = req.headers['content-type'];
+  if (typeof type !== 'string' || !JSON_TYPE.test(type)) {
+    req.discardBody?.();
+    throw new ProblemError('unsupported_media_type', { detail: 'Send the body as application/json' });
+  }
+  const raw = typeof req.body === 'string' ? req.body : await req.body();
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -287,7 +334,7 @@ async function jsonDecision(
   const input = readEnforceBody(parsed) ?? validated(parsed);
   const outcome = await deps.within(deps.enforce.decide(input));
   // The decision is the body: a gateway reads it, so enforcement always answers 200.
-  writeAnswer(res, 200, outcome, outcome.headers, requestId);
+  return decisionAnswer(200, outcome, outcome.headers, requestId);
 }
 
 /** The schema's verdict on a body the fast check refused: its output, or a 400 naming each field. */
@@ -343,12 +390,11 @@ const STATUS_FOR: Record<string, number> = {
 
 async function forwardAuth(
   deps: Handler,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: EnforceRequest,
   requestId: string,
   nginx: boolean,
   pathSuffix: string | undefined,
-): Promise<void> {
+): Promise<Answer> {
   const gatewayToken = req.headers['x-gatehouse-token'];
   await authenticateGateway(
     deps,
@@ -357,10 +403,10 @@ async function forwardAuth(
   );
   const h = req.headers;
   const auth = h.authorization;
-  const bearer = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1] : undefined;
+  const bearer = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1] : undefined;
   const apiKey = bearer ?? (typeof h['x-api-key'] === 'string' ? h['x-api-key'] : undefined);
   const ip = clientAddress(
-    req.socket.remoteAddress,
+    req.remoteAddress,
     typeof h['x-forwarded-for'] === 'string' ? h['x-forwarded-for'] : undefined,
     deps.trustedProxies,
   );
@@ -396,8 +442,7 @@ async function forwardAuth(
       headers['X-Gatehouse-Delay-Ms'] = String(outcome.delayMs);
     }
     if (outcome.degrade) headers['X-Gatehouse-Degrade'] = '1';
-    writeAnswer(res, 200, outcome, headers, requestId);
-    return;
+    return decisionAnswer(200, outcome, headers, requestId);
   }
   headers['X-Gatehouse-Reason'] = outcome.reason ?? 'denied';
   let status = STATUS_FOR[outcome.reason ?? ''] ?? 403;
@@ -409,5 +454,5 @@ async function forwardAuth(
   }
   if (outcome.reason === 'invalid_key')
     headers['WWW-Authenticate'] = 'Bearer realm="api", error="invalid_token"';
-  writeAnswer(res, status, outcome, headers, requestId);
+  return decisionAnswer(status, outcome, headers, requestId);
 }

@@ -1,11 +1,13 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Context } from '../context.ts';
-import { createEnforceHandler } from '../enforce/http.ts';
+import { createEnforceRoutes, MAX_BODY, nodeHandler } from '../enforce/http.ts';
 import { createApp } from './app.ts';
+import { attachWire } from './wire.ts';
 
 /**
- * The HTTP server: the enforcement routes are answered by their node:http fast path (see
- * src/enforce/http.ts for why), everything else by the Express app.
+ * The HTTP server. The enforcement routes are answered straight from the socket (src/http/wire.ts)
+ * on connections that send them the plain way, and by their node:http handler on any other
+ * connection (src/enforce/http.ts has why not Express); everything else by the Express app.
  */
 export interface GatehouseServer extends Server {
   /** Resolves once every handler has answered, including those whose client already hung up. */
@@ -14,7 +16,7 @@ export interface GatehouseServer extends Server {
 
 export function createHttpServer(ctx: Context): GatehouseServer {
   const app = createApp(ctx);
-  const fast = createEnforceHandler({
+  const routes = createEnforceRoutes({
     enforce: ctx.enforce,
     tokens: ctx.tokens,
     metrics: ctx.config.METRICS_ENABLED ? ctx.metrics : null,
@@ -23,6 +25,7 @@ export function createHttpServer(ctx: Context): GatehouseServer {
     deadlineMs: ctx.config.ENFORCE_DEADLINE_MS,
     failMode: () => ctx.policy.enforcement.failMode,
   });
+  const fast = nodeHandler(routes);
   // A client that hangs up mid-request closes its socket, but its handler goes on writing to
   // PostgreSQL and Redis; a handler is done when it ends its response, socket or no socket.
   let inFlight = 0;
@@ -42,6 +45,20 @@ export function createHttpServer(ctx: Context): GatehouseServer {
     track(res);
     if (!fast(req, res)) app(req, res);
   }) as GatehouseServer;
+  const settled = () => {
+    inFlight--;
+  };
+  if (ctx.config.ENFORCE_WIRE)
+    attachWire(server, {
+      accepts: routes.accepts,
+      maxBody: MAX_BODY,
+      answer(request) {
+        const answer = routes.answer(request) ?? Promise.reject(new Error('not an enforcement route'));
+        inFlight++;
+        answer.then(settled, settled);
+        return answer;
+      },
+    });
   server.drained = async () => {
     while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));
   };

@@ -3,6 +3,7 @@ import { parsePolicy } from '../../src/policy/policy.ts';
 import { createAccount, createKey } from '../support/accounts.ts';
 import { expectContract } from '../support/contract.ts';
 import { startTestApp, type TestApp } from '../support/harness.ts';
+import { RawClient } from '../support/raw-http.ts';
 
 // POST /v1/enforce through real HTTP, PostgreSQL and Redis.
 
@@ -326,5 +327,38 @@ describe('POST /v1/enforce', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(big.status).toBe(413);
+  });
+
+  it("counts a gateway's pipelined decisions in order on one connection, before and after node:http takes it", async () => {
+    // A gateway's keep-alive connection: plain requests are read from the socket (src/http/wire.ts);
+    // a chunked one sends the connection to node:http, which answers the same way from then on.
+    const { key, accountId } = await keyFor();
+    const port = Number(new URL(app.url).port);
+    const request = (body: string, framing: 'length' | 'chunked' = 'length') =>
+      `POST /v1/enforce HTTP/1.1\r\nHost: gatehouse\r\nAuthorization: Bearer ${gateway}\r\n` +
+      'Content-Type: application/json\r\nX-Request-Id: pipelined-1\r\n' +
+      (framing === 'length'
+        ? `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+        : `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`);
+    const body = JSON.stringify({ key, ip: freshIp() });
+    const c = await RawClient.open(port);
+    c.send(request(body) + request(body) + request(body));
+    const first = await c.responses(3);
+    c.send(request(body, 'chunked') + request(body) + request('{"key":'));
+    const later = await c.responses(3);
+    c.destroy();
+    const all = [...first, ...later];
+    expect(all.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 400]);
+    const decisions = all.slice(0, 5).map((r) => JSON.parse(r.body) as Decision);
+    expect(decisions.map((d) => d.limits[0]!.remaining)).toEqual([3, 2, 1, 0, 0]);
+    expect(decisions.map((d) => d.decision !== 'deny')).toEqual([true, true, true, true, false]);
+    expect(decisions[4]).toMatchObject({ reason: 'rate_limited', accountId });
+    expect(all[4]!.headers['retry-after']).toMatch(/^\d+$/);
+    for (const r of all) {
+      expect(r.headers['x-request-id']).toBe('pipelined-1');
+      expect(r.headers.connection).toBe('keep-alive');
+    }
+    expect(all[0]!.headers.ratelimit).toMatch(/^"key:1m";r=3;t=\d+$/);
+    expect(JSON.parse(all[5]!.body)).toMatchObject({ code: 'malformed_json', status: 400 });
   });
 });

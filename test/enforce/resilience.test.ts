@@ -1,7 +1,7 @@
 import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createTcp, type Socket, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEnforceHandler } from '../../src/enforce/http.ts';
+import { createEnforceRoutes, nodeHandler } from '../../src/enforce/http.ts';
 import { createEnforceService, type EnforceService } from '../../src/enforce/service.ts';
 import { createSlidingWindowLimiter } from '../../src/limits/limiter.ts';
 import { parsePolicy } from '../../src/policy/policy.ts';
@@ -175,15 +175,17 @@ describe('when a dependency does not answer', () => {
     enforce: EnforceService,
     failMode: 'open' | 'closed',
   ): Promise<{ url: string; server: Server }> {
-    const handler = createEnforceHandler({
-      enforce,
-      tokens: a.ctx.tokens,
-      metrics: null,
-      logger: a.ctx.logger,
-      trustedProxies: [],
-      deadlineMs: 100,
-      failMode: () => failMode,
-    });
+    const handler = nodeHandler(
+      createEnforceRoutes({
+        enforce,
+        tokens: a.ctx.tokens,
+        metrics: null,
+        logger: a.ctx.logger,
+        trustedProxies: [],
+        deadlineMs: 100,
+        failMode: () => failMode,
+      }),
+    );
     const server = createHttp((req, res) => {
       if (!handler(req, res)) res.writeHead(404).end();
     });
