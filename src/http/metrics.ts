@@ -3,6 +3,10 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export interface HttpMetrics {
   registry: Registry;
   observe(method: string, route: string, status: number, seconds: number): void;
+  /** A request answered straight from the socket (src/http/wire.ts). */
+  wireRequest(): void;
+  /** A connection handed to node:http, and why (src/http/wire.ts). */
+  wireHandover(reason: 'route' | 'form' | 'partial'): void;
 }
 
 /**
@@ -28,6 +32,24 @@ export function createMetrics(opts: {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  const wireRequests = new Counter({
+    name: 'gatehouse_wire_requests_total',
+    help: 'Enforcement requests read and answered straight from the socket rather than by node:http',
+    registers: [registry],
+  });
+  const wireHandovers = new Counter({
+    name: 'gatehouse_wire_handovers_total',
+    help:
+      'Connections handed to node:http: route = not an enforcement request, form = one not written ' +
+      'the plain way (chunked, repeated headers, ...), partial = a head that did not come in one read',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const handoverChildren = {
+    route: wireHandovers.labels('route'),
+    form: wireHandovers.labels('form'),
+    partial: wireHandovers.labels('partial'),
+  };
   const children = new Map<string, { count: { inc(): void }; latency: { observe(v: number): void } }>();
   const queueDepths = opts.queueDepths;
   if (queueDepths) {
@@ -62,5 +84,7 @@ export function createMetrics(opts: {
       child.count.inc();
       child.latency.observe(seconds);
     },
+    wireRequest: () => wireRequests.inc(),
+    wireHandover: (reason) => handoverChildren[reason].inc(),
   };
 }

@@ -16,10 +16,11 @@ export interface GatehouseServer extends Server {
 
 export function createHttpServer(ctx: Context): GatehouseServer {
   const app = createApp(ctx);
+  const metrics = ctx.config.METRICS_ENABLED ? ctx.metrics : null;
   const routes = createEnforceRoutes({
     enforce: ctx.enforce,
     tokens: ctx.tokens,
-    metrics: ctx.config.METRICS_ENABLED ? ctx.metrics : null,
+    metrics,
     logger: ctx.logger,
     trustedProxies: ctx.trustedProxies,
     deadlineMs: ctx.config.ENFORCE_DEADLINE_MS,
@@ -55,9 +56,11 @@ export function createHttpServer(ctx: Context): GatehouseServer {
       answer(request) {
         const answer = routes.answer(request) ?? Promise.reject(new Error('not an enforcement route'));
         inFlight++;
+        metrics?.wireRequest();
         answer.then(settled, settled);
         return answer;
       },
+      onHandover: metrics ? (reason) => metrics.wireHandover(reason) : undefined,
     });
   server.drained = async () => {
     while (inFlight > 0) await new Promise((r) => setTimeout(r, 20));

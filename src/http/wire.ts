@@ -52,6 +52,8 @@ export interface WireRoutes {
   answer(request: WireRequest): Promise<Answer>;
   /** Bodies above this many bytes go to node:http. */
   maxBody: number;
+  /** Told each time a connection goes to node:http, and why. */
+  onHandover?(reason: Handover): void;
 }
 
 export interface Wire {
@@ -76,56 +78,64 @@ interface Head {
   close: boolean;
 }
 
-/** The head as this path reads it, or null when node:http should have the request. */
+/**
+ * Why a request goes to node:http: `route`, it is not for a route this path serves; `form`, it is,
+ * but not written the plain way; `partial`, its head did not come in one read.
+ */
+export type Handover = 'route' | 'form' | 'partial';
+
+/** The head as this path reads it, or why node:http should have the request. */
 export function parseHead(
   text: string,
   accepts: (method: string, url: string) => boolean,
   maxBody: number,
-): Head | null {
+): Head | 'route' | 'form' {
   const lineEnd = text.indexOf('\r\n');
-  if (lineEnd === -1) return null; // no header lines, so no Host
+  const lineLength = lineEnd === -1 ? text.length : lineEnd;
   const sp1 = text.indexOf(' ');
   const sp2 = sp1 === -1 ? -1 : text.indexOf(' ', sp1 + 1);
-  if (sp1 <= 0 || sp2 === -1 || sp2 > lineEnd) return null;
-  if (lineEnd - sp2 !== 9 || !text.startsWith('HTTP/1.1', sp2 + 1)) return null;
+  if (sp1 <= 0 || sp2 === -1 || sp2 > lineLength) return 'form';
   const method = text.slice(0, sp1);
-  if (method !== 'POST' && method !== 'GET') return null;
   const url = text.slice(sp1 + 1, sp2);
-  if (url.length === 0 || BAD_TARGET.test(url) || !accepts(method, url)) return null;
+  if (!accepts(method, url)) return 'route';
+  if (method !== 'POST' && method !== 'GET') return 'form';
+  if (lineLength - sp2 !== 9 || !text.startsWith('HTTP/1.1', sp2 + 1)) return 'form';
+  if (url.length === 0 || BAD_TARGET.test(url)) return 'form';
+  if (lineEnd === -1) return 'form'; // no header lines, so no Host
 
   const headers: Record<string, string> = Object.create(null);
   for (let pos = lineEnd + 2; pos < text.length; ) {
     let next = text.indexOf('\r\n', pos);
     if (next === -1) next = text.length;
     const colon = text.indexOf(':', pos);
-    if (colon <= pos || colon >= next) return null;
+    if (colon <= pos || colon >= next) return 'form';
     const name = text.slice(pos, colon);
-    if (!TOKEN.test(name)) return null;
+    if (!TOKEN.test(name)) return 'form';
     let from = colon + 1;
     let to = next;
     while (from < to && isOws(text.charCodeAt(from))) from++;
     while (to > from && isOws(text.charCodeAt(to - 1))) to--;
     const value = text.slice(from, to);
-    if (BAD_VALUE.test(value)) return null;
+    if (BAD_VALUE.test(value)) return 'form';
     const key = name.toLowerCase();
-    if (headers[key] !== undefined) return null;
+    if (headers[key] !== undefined) return 'form';
     headers[key] = value;
     pos = next + 2;
   }
 
-  if (headers.host === undefined) return null;
+  if (headers.host === undefined) return 'form';
   if (
     headers['transfer-encoding'] !== undefined ||
     headers.expect !== undefined ||
     headers.upgrade !== undefined
   )
-    return null;
+    return 'form';
   let length = 0;
   const declared = headers['content-length'];
   if (declared !== undefined) {
-    if (!LENGTH.test(declared)) return null;
+    if (!LENGTH.test(declared)) return 'form';
     length = Number(declared);
-    if (length > maxBody) return null;
+    if (length > maxBody) return 'form';
   }
   let close = false;
   const connection = headers.connection;
@@ -133,13 +143,21 @@ export function parseHead(
     for (const option of connection.toLowerCase().split(',')) {
       const o = option.trim();
       if (o === 'close') close = true;
-      else if (o === 'upgrade') return null;
+      else if (o === 'upgrade') return 'form';
     }
   }
   return { method, url, headers, length, close };
 }
 
 const isOws = (c: number) => c === 0x20 || c === 0x09;
+
+/** Why a head that did not come whole goes over: `route` when its request line says so already. */
+function partialHandover(buf: Buffer, accepts: (method: string, url: string) => boolean): Handover {
+  const lineEnd = buf.indexOf('\r\n');
+  if (lineEnd === -1 || lineEnd > MAX_HEAD) return 'partial';
+  const [method = '', url = ''] = buf.toString('latin1', 0, lineEnd).split(' ');
+  return accepts(method, url) ? 'partial' : 'route';
+}
 
 let dateText = '';
 let dateUntil = 0;
@@ -288,15 +306,15 @@ class WireConnection {
 
   /** The start of a request (and possibly more): read it here, or hand the connection over. */
   private read(buf: Buffer): void {
+    const routes = this.ctx.routes;
     const end = buf.indexOf(HEAD_END);
     if (end === -1 || end > MAX_HEAD) {
-      this.handOff(buf);
+      this.handOff(buf, partialHandover(buf, routes.accepts));
       return;
     }
-    const routes = this.ctx.routes;
     const head = parseHead(buf.toString('latin1', 0, end), routes.accepts, routes.maxBody);
-    if (head === null) {
-      this.handOff(buf);
+    if (typeof head === 'string') {
+      this.handOff(buf, head);
       return;
     }
     const bodyStart = end + 4;
@@ -401,7 +419,8 @@ class WireConnection {
   }
 
   /** node:http takes the connection from here on, starting with `buf`. */
-  private handOff(buf: Buffer): void {
+  private handOff(buf: Buffer, reason: Handover): void {
+    this.ctx.routes.onHandover?.(reason);
     const socket = this.socket;
     socket.removeListener('data', this.onData);
     socket.removeListener('end', this.onEnd);

@@ -398,5 +398,25 @@ describe.skipIf(skip)(
       expect(events[0]!.get('c')).toBe('5');
       expect(events[0]!.get('ep')).toBe('/v1/chat/completions');
     });
+
+    it("has nginx's auth subrequests read straight from the socket, none handed to node:http", async () => {
+      const counts = async () => {
+        const text = (await app.request('GET', '/metrics', { token: null })).text;
+        const read = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+        return {
+          wire: read(/^gatehouse_wire_requests_total (\d+)/m),
+          form: read(/^gatehouse_wire_handovers_total\{reason="form"\} (\d+)/m),
+          partial: read(/^gatehouse_wire_handovers_total\{reason="partial"\} (\d+)/m),
+        };
+      };
+      const before = await counts();
+      const { key } = await keyFor();
+      for (let i = 0; i < 3; i++) {
+        expect((await call(freshClient(), { headers: { 'x-api-key': key } })).status).toBe(200);
+      }
+      const after = await counts();
+      expect(after.wire - before.wire).toBe(3);
+      expect(after).toMatchObject({ form: before.form, partial: before.partial });
+    });
   },
 );

@@ -81,6 +81,11 @@ describe('HTTP plumbing', () => {
     );
     expect(metrics.text).toContain('gatehouse_http_request_duration_seconds_bucket');
     expect(metrics.text).toMatch(/gatehouse_queue_jobs\{queue="maintenance",state="waiting"\} \d+/);
+    // fetch's connections: each request above went to node:http as not an enforcement request.
+    expect(
+      Number(/gatehouse_wire_handovers_total\{reason="route"\} (\d+)/.exec(metrics.text)?.[1]),
+    ).toBeGreaterThan(0);
+    expect(metrics.text).toMatch(/^gatehouse_wire_requests_total \d+$/m);
   });
 
   it('never writes a token or secret to the logs', async () => {

@@ -21,6 +21,7 @@ interface Rig {
   server: Server;
   port: number;
   seen: WireRequest[];
+  handovers: string[];
   /** While set, the wire's answers wait for it. */
   hold: Promise<void> | null;
   answer: (request: WireRequest) => Answer;
@@ -64,10 +65,11 @@ async function startRig(maxBody = 1024): Promise<Rig> {
       res.end(text);
     });
   });
-  const rig: Rig = { server, port: 0, seen: [], hold: null, answer: echoAnswer };
+  const rig: Rig = { server, port: 0, seen: [], handovers: [], hold: null, answer: echoAnswer };
   attachWire(server, {
     accepts: (method, url) => (method === 'POST' || method === 'GET') && url.startsWith('/fast'),
     maxBody,
+    onHandover: (reason) => rig.handovers.push(reason),
     async answer(request) {
       rig.seen.push(request);
       if (rig.hold) await rig.hold;
@@ -216,6 +218,7 @@ describe('connections handed to node:http', () => {
     ]);
     c.send(post('/fast', '4'));
     expect(echoOf((await c.responses(1))[0]!).via).toBe('node');
+    expect(rig.handovers).toEqual(['route']);
     c.destroy();
   });
 
@@ -276,6 +279,18 @@ describe('connections handed to node:http', () => {
     expect(r!.status).toBe(status);
     if (status === 200) expect(echoOf(r!).via).toBe('node');
     expect(rig.seen).toHaveLength(0);
+    expect(rig.handovers).toEqual([Array.isArray(request) ? 'partial' : 'form']);
+    c.destroy();
+  });
+
+  it('names a head in two reads for another route as such', async () => {
+    const rig = await startRig();
+    const c = await RawClient.open(rig.port);
+    c.send('GET /other HTTP/1.1\r\nHost: h\r\n');
+    await new Promise((r) => setTimeout(r, 30));
+    c.send('\r\n');
+    expect(echoOf((await c.responses(1))[0]!).via).toBe('node');
+    expect(rig.handovers).toEqual(['route']);
     c.destroy();
   });
 });
@@ -438,7 +453,7 @@ describe('parseHead against node:http', () => {
           for (const [name, value, end] of r.headers) head += `${name}: ${value}${end}`;
           if (r.length !== null) head += `Content-Length: ${r.length}\r\n`;
           const parsed = parseHead(`${head}Host: gatehouse`, () => true, 1024);
-          if (parsed === null) {
+          if (typeof parsed === 'string') {
             refused++;
             return;
           }
