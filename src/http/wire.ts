@@ -268,6 +268,8 @@ class WireConnection {
   /** A request whose body is still coming. */
   private receiving: { head: Head; parts: Buffer[]; missing: number; since: number } | null = null;
   private busy = false;
+  /** An answer is waiting in the socket's buffer for the client to read what came before. */
+  private draining = false;
   private paused = false;
   /** No more requests are read: the connection closes once its answer is written. */
   private last = false;
@@ -278,6 +280,10 @@ class WireConnection {
   private readonly onTimeout = () => this.timedOut();
   private readonly onError = () => this.socket.destroy();
   private readonly onClose = () => this.ctx.open.delete(this);
+  private readonly onDrain = () => {
+    this.draining = false;
+    this.next();
+  };
 
   constructor(
     private readonly ctx: WireContext,
@@ -307,11 +313,9 @@ class WireConnection {
       return;
     }
     // After a request that closes the connection nothing more is read.
-    if (this.busy) {
-      if (!this.last) this.queue(chunk);
-      return;
-    }
-    if (!this.last) this.read(chunk);
+    if (this.last) return;
+    if (this.busy || this.draining) this.queue(chunk);
+    else this.read(chunk);
   }
 
   private queue(chunk: Buffer): void {
@@ -398,7 +402,7 @@ class WireConnection {
       this.last = true;
       text = renderAnswer(INTERNAL_ERROR, 'Connection: close\r\n');
     }
-    socket.write(text);
+    const flushed = socket.write(text);
     if (this.last) {
       socket.end();
       return;
@@ -407,6 +411,23 @@ class WireConnection {
       this.answered = true;
       socket.setTimeout(this.ctx.server.keepAliveTimeout);
     }
+    if (!flushed) {
+      // A client that sends requests and does not read the answers: stop reading it until it
+      // does, so that answers never pile up in memory (node:http does the same).
+      this.draining = true;
+      if (!this.paused) {
+        this.paused = true;
+        socket.pause();
+      }
+      socket.once('drain', this.onDrain);
+      return;
+    }
+    this.next();
+  }
+
+  /** Goes on with what came meanwhile, and reads from the socket again once nothing waits. */
+  private next(): void {
+    if (this.busy || this.draining) return;
     if (this.queuedBytes > 0) {
       const buf = this.queued.length === 1 ? this.queued[0]! : Buffer.concat(this.queued);
       this.queued = [];
@@ -415,7 +436,7 @@ class WireConnection {
     }
     if (this.paused && !this.busy) {
       this.paused = false;
-      socket.resume();
+      this.socket.resume();
     }
   }
 
@@ -446,6 +467,7 @@ class WireConnection {
     socket.removeListener('timeout', this.onTimeout);
     socket.removeListener('error', this.onError);
     socket.removeListener('close', this.onClose);
+    socket.removeListener('drain', this.onDrain);
     socket.setTimeout(0);
     this.ctx.open.delete(this);
     socket.unshift(buf);

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { connect } from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Answer, attachWire, parseHead, type WireRequest } from '../../src/http/wire.ts';
@@ -359,6 +360,35 @@ describe('closing', () => {
     await receiving.closed;
     await closed;
     rigs.splice(rigs.indexOf(rig), 1);
+  });
+
+  it('stops reading a client that does not read its answers, and goes on when it does', async () => {
+    const rig = await startRig();
+    const big = 'x'.repeat(64 * 1024);
+    rig.answer = () => ({ status: 200, headers: {}, body: big });
+    const count = 400; // 26 MB of answers: far more than the socket buffers hold
+    const socket = connect(rig.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.pause();
+    socket.write(Array.from({ length: count }, () => post('/fast', 'x')).join(''));
+    await new Promise((r) => setTimeout(r, 500));
+    // Only what fits in the socket buffers was answered; the rest waits, unread.
+    expect(rig.seen.length).toBeLessThan(count / 2);
+    let answers = 0;
+    let tail = '';
+    const all = new Promise<void>((resolve) => {
+      socket.on('data', (chunk: Buffer) => {
+        const text = tail + chunk.toString('latin1');
+        answers += text.split('HTTP/1.1 200 OK').length - 1;
+        // Shorter than the marker: a marker split between chunks is counted once, in the next.
+        tail = text.slice(-14);
+        if (answers === count) resolve();
+      });
+    });
+    socket.resume();
+    await all;
+    expect(rig.seen).toHaveLength(count);
+    socket.destroy();
   });
 
   it('stops reading while a pipelined backlog is over its bound, and answers all of it', async () => {
