@@ -19,12 +19,12 @@ import type { EnforceInput, EnforceOutcome, EnforceService } from './service.ts'
 // Why not Express: a gateway asks on every API call, so this is the one route whose cost
 // multiplies. Measured with `npm run bench:enforce` on a 2-core machine, an Express 5 route doing
 // one rate-limiter-flexible consume() costs 230–380 µs of server CPU per request, bare node:http
-// parsing the same JSON body 50–75 µs: Express's routing, request and response wrappers and
+// parsing the same JSON body 47–79 µs: Express's routing, request and response wrappers and
 // middleware are most of the difference, and they would come on top of the decision's own work
 // (gateway token, key lookup, validation, ASN, rules, ten windows, the usage event, the RateLimit
-// fields). Why not node:http alone for a gateway's connections: in the same run, a decision cost
-// 203 µs of server CPU on node:http and 145 µs read from the socket (src/http/wire.ts has what it
-// reads and what it leaves to node:http). Serving these paths here gives up nothing the rest of
+// fields). Why not node:http alone for a gateway's connections: in one run, a decision cost 196 µs
+// of server CPU on node:http and 152 µs read from the socket (src/http/wire.ts has what it reads
+// and what it leaves to node:http). Serving these paths here gives up nothing the rest of
 // the API needs: both transports share the token check, the problem+json format, request ids,
 // metrics and logging with the Express routes, and every other path goes to Express unchanged.
 // The decision's Redis call goes through a small pipelined client of its own for the same reason
