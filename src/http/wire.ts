@@ -20,7 +20,8 @@ import type { Socket } from 'node:net';
 //   - its request line is `GET` or `POST`, SP, a target of visible ASCII, SP, `HTTP/1.1`, for a
 //     route this path serves (HEAD, whose answer has no body, and every other method go over);
 //   - every header line is `token ":" OWS value OWS`, with no control character but tab in the
-//     value (no obs-fold, no bare CR or LF, no NUL), and no header name comes twice;
+//     value (no obs-fold, no bare CR or LF, no NUL), no header name comes twice, and there are at
+//     most 100 of them;
 //   - it has a Host and no Transfer-Encoding, Expect or Upgrade, a Connection header that does not
 //     ask for an upgrade, and a Content-Length of digits within the body limit (none means none).
 // So the body's length is never open to two readings (no chunked framing, no conflicting lengths):
@@ -58,6 +59,8 @@ export interface WireRoutes {
 }
 
 const MAX_HEAD = 16 * 1024; // node:http's default --max-http-header-size
+/** A gateway sends a few dozen; node:http reads at most 2,000 (maxHeadersCount) and drops the rest. */
+const MAX_HEADERS = 100;
 const HEAD_END = Buffer.from('\r\n\r\n');
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_TARGET = /[^\x21-\x7e]/;
@@ -114,7 +117,9 @@ export function parseHead(
   const headers: Record<string, string> = {};
   const n = text.length;
   let i = lineEnd + 2;
+  let count = 0;
   while (i < n) {
+    if (++count > MAX_HEADERS) return 'form';
     const start = i;
     while (i < n && NAME_CHAR[text.charCodeAt(i)] === 1) i++;
     if (i === start || i === n || text.charCodeAt(i) !== 0x3a) return 'form';

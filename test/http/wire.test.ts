@@ -264,6 +264,11 @@ describe('connections handed to node:http', () => {
     ],
     ['a head in two reads', ['POST /fast HTTP/1.1\r\nHost: h\r\n', 'Content-Length: 1\r\n\r\na'], 200],
     [
+      '101 headers',
+      `POST /fast HTTP/1.1\r\nHost: h\r\n${Array.from({ length: 100 }, (_, i) => `X-${i}: v\r\n`).join('')}Content-Length: 1\r\n\r\na`,
+      200,
+    ],
+    [
       'an empty line before the request',
       '\r\nPOST /fast HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\na',
       200,
