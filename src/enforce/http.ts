@@ -123,7 +123,17 @@ export function nodeHandler(routes: EnforceRoutes): FastHandler {
     if (answer === null) return false;
     void answer.then((a) => {
       a.headers['Content-Length'] = Buffer.byteLength(a.body);
-      res.writeHead(a.status, a.headers);
+      try {
+        res.writeHead(a.status, a.headers);
+      } catch {
+        // serve() has checked the values; this is the last guard, as on the wire path.
+        res.writeHead(500, {
+          'Content-Type': 'application/problem+json; charset=utf-8',
+          Connection: 'close',
+        });
+        res.end(JSON.stringify(new ProblemError('internal_error').body()));
+        return;
+      }
       res.end(a.body);
     });
     return true;
@@ -143,6 +153,7 @@ async function serve(
   let answer: Answer;
   try {
     answer = await run(requestId);
+    sendable(answer.headers);
   } catch (err) {
     const problem =
       err instanceof ProblemError
@@ -160,6 +171,17 @@ async function serve(
       'request',
     );
   return answer;
+}
+
+const SENDABLE = /^[\t\x20-\x7e]*$/;
+
+/** Throws on a header value neither transport could send (a control character, say). */
+function sendable(headers: Record<string, string | number>): void {
+  for (const name in headers) {
+    const value = headers[name];
+    if (typeof value === 'string' && !SENDABLE.test(value))
+      throw new Error(`the answer's ${name} header holds a character that cannot be sent`);
+  }
 }
 
 // Every answer's headers, X-Request-Id included, are made in one object and nothing is set

@@ -1,8 +1,9 @@
 import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createTcp, type Socket, type Server as TcpServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEnforceRoutes, nodeHandler } from '../../src/enforce/http.ts';
+import { createEnforceRoutes, MAX_BODY, nodeHandler } from '../../src/enforce/http.ts';
 import { createEnforceService, type EnforceService } from '../../src/enforce/service.ts';
+import { attachWire } from '../../src/http/wire.ts';
 import { createSlidingWindowLimiter } from '../../src/limits/limiter.ts';
 import { parsePolicy } from '../../src/policy/policy.ts';
 import { RespClient } from '../../src/redis/resp-client.ts';
@@ -174,24 +175,66 @@ describe('when a dependency does not answer', () => {
   async function serveWithDeadline(
     enforce: EnforceService,
     failMode: 'open' | 'closed',
+    wire = false,
   ): Promise<{ url: string; server: Server }> {
-    const handler = nodeHandler(
-      createEnforceRoutes({
-        enforce,
-        tokens: a.ctx.tokens,
-        metrics: null,
-        logger: a.ctx.logger,
-        trustedProxies: [],
-        deadlineMs: 100,
-        failMode: () => failMode,
-      }),
-    );
+    const routes = createEnforceRoutes({
+      enforce,
+      tokens: a.ctx.tokens,
+      metrics: null,
+      logger: a.ctx.logger,
+      trustedProxies: [],
+      deadlineMs: 100,
+      failMode: () => failMode,
+    });
+    const handler = nodeHandler(routes);
     const server = createHttp((req, res) => {
       if (!handler(req, res)) res.writeHead(404).end();
     });
+    if (wire) {
+      attachWire(server, {
+        accepts: routes.accepts,
+        maxBody: MAX_BODY,
+        answer: (request) => routes.answer(request) ?? Promise.reject(new Error('not an enforcement route')),
+      });
+    }
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server };
   }
+
+  it.each([
+    ['node:http', false],
+    ['the socket', true],
+  ])(
+    'answers 500 problem+json, logged, to a decision with a header value that cannot be sent (%s)',
+    async (_name, wire) => {
+      const broken: EnforceService = {
+        decide: async (input) => ({
+          decision: 'allow',
+          accountId: input.key,
+          limits: [],
+          headers: { RateLimit: 'a\r\nSet-Cookie: x=1' },
+        }),
+        usage: async () => [],
+      };
+      const { url, server } = await serveWithDeadline(broken, 'closed', wire);
+      try {
+        const logged = a.logs.length;
+        const res = await fetch(`${url}/v1/enforce`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${gatewayA}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ key: 'gh_live_x', ip: '73.50.3.4' }),
+        });
+        expect(res.status).toBe(500);
+        expect(res.headers.get('set-cookie')).toBeNull();
+        expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+        expect(await res.json()).toMatchObject({ code: 'internal_error' });
+        expect(a.logs.slice(logged).join('')).toContain('cannot be sent');
+      } finally {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    },
+  );
 
   it('answers decisions behind a hanging one at once, and the hanging one at its deadline', async () => {
     // One key's lookup never ends; the others answer. Requests wait for the deadline in arrival
