@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Handover } from './wire.ts';
 
 export interface HttpMetrics {
   registry: Registry;
@@ -6,7 +7,7 @@ export interface HttpMetrics {
   /** A request answered straight from the socket (src/http/wire.ts). */
   wireRequest(): void;
   /** A connection handed to node:http, and why (src/http/wire.ts). */
-  wireHandover(reason: 'route' | 'form' | 'partial'): void;
+  wireHandover(reason: Handover): void;
 }
 
 /**
@@ -45,7 +46,7 @@ export function createMetrics(opts: {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
-  const handoverChildren = {
+  const handoverChildren: Record<Handover, { inc(): void }> = {
     route: wireHandovers.labels('route'),
     form: wireHandovers.labels('form'),
     partial: wireHandovers.labels('partial'),
