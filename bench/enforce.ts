@@ -9,8 +9,9 @@
 // on node:http (ENFORCE_WIRE=false: what reading it straight from the socket saves), against
 //   - express+rlf: Express 5, express.json() and one rate-limiter-flexible RateLimiterRedis consume,
 //   - bare: node:http that only parses the JSON body (the ceiling on this machine),
-//   - floor: bare plus one script call with a decision's shape that runs the same Redis commands
-//     with no logic, answered in Gatehouse's shape (the ceiling of one script call per decision).
+//   - floor: the request read from the socket as Gatehouse reads it (src/http/wire.ts), its body
+//     parsed, and one script call with a decision's shape that runs the same Redis commands with
+//     no logic, answered in Gatehouse's shape (the ceiling of one script call per decision).
 // Every server and the load generator run as separate processes; targets take turns within each
 // round so that machine noise hits all of them alike, and each run reports the CPU time per request
 // of the server and of Redis, which other load on the machine moves far less than req/s, and the

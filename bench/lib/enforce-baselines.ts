@@ -8,10 +8,11 @@
 //   RateLimiterRedis consume(key) over ioredis and answering JSON: what a team would write instead
 //   of Gatehouse. It counts one dimension in one fixed window; Gatehouse counts five dimensions in
 //   two sliding windows each and appends a usage event.
-// - floor: the least a decision of Gatehouse's design costs, with none of its logic: bare's body
-//   parsing, then one script call with a decision's shape, sent the way Gatehouse sends it (its
-//   limiter's encoding and pipelined Redis client: 5 dimensions x 2 windows in 5 hashes, and the
-//   usage event), running bench/lib/script-floor.lua (the same Redis commands, no window arithmetic),
+// - floor: the least a decision of Gatehouse's design costs, with none of its logic: the request
+//   read from the socket as Gatehouse reads a gateway's (src/http/wire.ts) and its body parsed,
+//   then one script call with a decision's shape, sent the way Gatehouse sends it (its limiter's
+//   encoding and pipelined Redis client: 5 dimensions x 2 windows in 5 hashes, and the usage
+//   event), running bench/lib/script-floor.lua (the same Redis commands, no window arithmetic),
 //   and an answer of Gatehouse's shape (10 limits, the RateLimit fields). No token, no key lookup,
 //   no validation, no ASN, no rules. What it reaches is the ceiling of one script call per decision
 //   on this machine: no implementation of that design can pass it.
@@ -19,6 +20,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import express from 'express';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { type Answer, attachWire } from '../../src/http/wire.ts';
 import { createSlidingWindowLimiter, type LimitSpec } from '../../src/limits/limiter.ts';
 import { encodeUsageEvent } from '../../src/usage/event.ts';
 import { FLOOR, FloorClient } from './enforce-script-floor.ts';
@@ -120,7 +122,7 @@ async function floorServer(client: FloorClient, prefix: string): Promise<Server>
   const policy = FLOOR_DIMENSIONS.flatMap((d) =>
     FLOOR_WINDOWS.map((w) => `"${d}:${w.label}";q=${FLOOR_LIMIT};w=${w.windowMs / 1000}`),
   ).join(', ');
-  return jsonServer((parsed, res) => {
+  const decide = (parsed: unknown): Promise<Answer> => {
     const body = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as {
       key?: unknown;
       ip?: unknown;
@@ -130,8 +132,7 @@ async function floorServer(client: FloorClient, prefix: string): Promise<Server>
     };
     const { key, ip, fingerprint } = body;
     if (typeof key !== 'string' || typeof ip !== 'string' || typeof fingerprint !== 'string') {
-      answer(res, 400, { error: 'validation_failed' });
-      return;
+      return Promise.resolve(jsonAnswer(400, { error: 'validation_failed' }));
     }
     // The key stands in for its key id and account; the address's first byte for its ASN.
     const values = [key.slice(-24), key.slice(-24), fingerprint, ip, String(ip.charCodeAt(0))];
@@ -167,7 +168,7 @@ async function floorServer(client: FloorClient, prefix: string): Promise<Server>
       minhash: [],
       sampled: true,
     });
-    limiter
+    return limiter
       .check({
         now,
         mode: 'enforce',
@@ -176,7 +177,7 @@ async function floorServer(client: FloorClient, prefix: string): Promise<Server>
         event: { stream: `${tag}:floor:usage`, maxLen: 1_000_000, fields, when: 'always' },
       })
       .then(
-        (result) => {
+        (result): Answer => {
           const first = result.limits[0]!;
           const payload = {
             decision: 'allow',
@@ -188,19 +189,47 @@ async function floorServer(client: FloorClient, prefix: string): Promise<Server>
               resetSeconds: Math.ceil(l.resetMs / 1000),
             })),
           };
-          const text = JSON.stringify(payload);
-          res.writeHead(200, {
-            'RateLimit-Policy': policy,
-            RateLimit: `"${first.name}";r=${first.remaining};t=${Math.ceil(first.resetMs / 1000)}`,
-            'Content-Type': 'application/json; charset=utf-8',
-            'Content-Length': Buffer.byteLength(text),
-          });
-          res.end(text);
+          return {
+            status: 200,
+            headers: {
+              'RateLimit-Policy': policy,
+              RateLimit: `"${first.name}";r=${first.remaining};t=${Math.ceil(first.resetMs / 1000)}`,
+              'Content-Type': 'application/json; charset=utf-8',
+            },
+            body: JSON.stringify(payload),
+          };
         },
-        () => answer(res, 200, { decision: 'deny', reason: 'limiter_unavailable', limits: [] }),
+        () => jsonAnswer(200, { decision: 'deny', reason: 'limiter_unavailable', limits: [] }),
       );
+  };
+  const server = jsonServer((parsed, res) => {
+    void decide(parsed).then((a) => {
+      res.writeHead(a.status, { ...a.headers, 'Content-Length': Buffer.byteLength(a.body) });
+      res.end(a.body);
+    });
   });
+  // Served as Gatehouse serves a gateway's connections: read from the socket (src/http/wire.ts).
+  attachWire(server, {
+    accepts: (method, url) => method === 'POST' && url === PATH,
+    maxBody: 256 * 1024,
+    answer(request) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(request.body);
+      } catch {
+        return Promise.resolve(jsonAnswer(400, { error: 'malformed_json' }));
+      }
+      return decide(parsed);
+    },
+  });
+  return server;
 }
+
+const jsonAnswer = (status: number, payload: unknown): Answer => ({
+  status,
+  headers: { 'Content-Type': 'application/json; charset=utf-8' },
+  body: JSON.stringify(payload),
+});
 
 let redis: Redis | undefined;
 let floorClient: FloorClient | undefined;
