@@ -47,6 +47,8 @@ const REFRESH_GATHER_MS = 10;
 const REFRESH_BATCH = 500;
 const NEGATIVE_TTL_MS = 2_000;
 const MAX_CACHED = 50_000;
+// lastUsedAt times written per statement (see flushLastUsed).
+const LAST_USED_CHUNK = 2_000;
 // Kept apart from live keys, so a flood of invalid keys cannot evict the keys in real use.
 const MAX_NEGATIVE = 10_000;
 const LAST_USED_FLUSH_MS = 30_000;
@@ -143,6 +145,8 @@ export interface KeyDeps {
   pepper: string;
   logger?: Logger;
   now?: () => number;
+  /** lastUsedAt times per statement; tests set it low to see a flush take several. */
+  lastUsedChunk?: number;
 }
 
 const KEY_PROBLEMS = {
@@ -326,27 +330,43 @@ export function createKeyService(deps: KeyDeps): KeyService {
     if (lastUsed.size >= MAX_CACHED) void flushLastUsed();
   };
 
+  // Each statement carries its ids and times as two comma-joined strings split in SQL, and at most
+  // `lastUsedChunk` of them: as arrays, the driver builds and escapes an array literal element by
+  // element on the event loop. Measured against PostgreSQL on a 2-core machine, the longest
+  // event-loop block of one flush: 1,000 keys 8-11 ms as arrays, 1.4-1.9 ms joined; 10,000 keys
+  // 34-77 ms against 10-11 ms. Every decision in flight waits out such a block.
+  const chunk = deps.lastUsedChunk ?? LAST_USED_CHUNK;
   const flushLastUsed = async (): Promise<void> => {
     if (lastUsed.size === 0) return;
-    const batch = lastUsed;
+    const batch = [...lastUsed];
     lastUsed = new Map();
-    const ids = [...batch.keys()];
-    const times = [...batch.values()].map((t) => new Date(t).toISOString());
-    try {
-      // greatest(): another instance may have written a later use of the same key already.
-      await deps.db.$executeRaw`
-        UPDATE api_keys SET last_used_at = greatest(coalesce(last_used_at, to_timestamp(0)), v.t)
-        FROM unnest(${ids}::text[], ${times}::timestamptz[]) AS v(id, t)
-        WHERE api_keys.id = v.id`;
-    } catch (err) {
-      // Bookkeeping only: the uses are dropped rather than retried, so an outage cannot pile them up.
-      warn(err, 'keys: could not record lastUsedAt');
+    for (let i = 0; i < batch.length; i += chunk) {
+      const part = batch.slice(i, i + chunk);
+      // Key ids are ours (a prefix and base-32 characters), so a comma cannot occur in one.
+      const ids = part.map(([id]) => id).join(',');
+      const times = part.map(([, t]) => t).join(',');
+      try {
+        // greatest(): another instance may have written a later use of the same key already.
+        await deps.db.$executeRaw`
+          UPDATE api_keys
+          SET last_used_at = greatest(coalesce(last_used_at, to_timestamp(0)),
+                                      timestamptz 'epoch' + v.t * interval '1 millisecond')
+          FROM unnest(string_to_array(${ids}, ','), string_to_array(${times}, ',')::bigint[]) AS v(id, t)
+          WHERE api_keys.id = v.id`;
+      } catch (err) {
+        // Bookkeeping only: the uses are dropped rather than retried, so an outage cannot pile them up.
+        warn(err, 'keys: could not record lastUsedAt');
+        return;
+      }
     }
   };
   const flushTimer = setInterval(() => void flushLastUsed(), LAST_USED_FLUSH_MS);
   flushTimer.unref();
 
   /** The records of these hashes as PostgreSQL has them (null: unknown, revoked or expired). */
+  // The hashes go as one comma-joined string (hex digests hold no comma): as an array parameter
+  // the driver escapes them one by one on the event loop, 3-5 ms for a batch of 500 against
+  // ~1.3 ms joined (see flushLastUsed).
   const fetchRecords = async (hashes: readonly string[]): Promise<Map<string, KeyRecord | null>> => {
     const rows = await deps.db.$queryRaw<KeyQueryRow[]>`
       SELECT k.hash, k.id, k.account_id, k.status::text AS status, k.expires_at,
@@ -354,7 +374,7 @@ export function createKeyService(deps: KeyDeps): KeyService {
       FROM api_keys k
       JOIN accounts a ON a.id = k.account_id
       LEFT JOIN cluster_members m ON m.account_id = k.account_id
-      WHERE k.hash = ANY(${hashes as string[]}::text[])`;
+      WHERE k.hash = ANY(string_to_array(${hashes.join(',')}, ','))`;
     const records = new Map<string, KeyRecord | null>(hashes.map((h) => [h, null]));
     for (const row of rows) {
       if (row.status !== 'active') continue;

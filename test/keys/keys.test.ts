@@ -102,7 +102,7 @@ async function listKeys(accountId: string): Promise<KeyBody[]> {
 const codeOf = (res: TestResponse) => (res.body as ProblemBody).code;
 
 /** A second service on the same stores, with a clock the test moves. */
-function withClock(clock: () => number, db: Db = app.ctx.db): KeyService {
+function withClock(clock: () => number, db: Db = app.ctx.db, lastUsedChunk?: number): KeyService {
   const service = createKeyService({
     db,
     audit: app.ctx.audit,
@@ -111,6 +111,7 @@ function withClock(clock: () => number, db: Db = app.ctx.db): KeyService {
     policy: () => app.ctx.policy,
     pepper,
     now: clock,
+    lastUsedChunk,
   });
   services.push(service);
   return service;
@@ -460,10 +461,11 @@ describe('lookup', () => {
     };
     // Answers any load, single or batched, with the one key's row.
     const db = {
-      $queryRaw: async (_sql: TemplateStringsArray, hashes: string[]) => {
+      $queryRaw: async (_sql: TemplateStringsArray, hashes: string) => {
         queries++;
         await gate;
-        return hashes.map((hash) => ({ ...row, hash }));
+        // The hashes come as one comma-joined parameter.
+        return hashes.split(',').map((hash) => ({ ...row, hash }));
       },
     } as unknown as Db;
     let clock = Date.now();
@@ -562,6 +564,18 @@ describe('lookup', () => {
     expect((await listKeys(accountId)).find((k) => k.id === one.id)?.lastUsedAt).toBe(
       new Date(clock).toISOString(),
     );
+  });
+
+  it('writes lastUsedAt over several statements when one flush holds more uses than a statement carries', async () => {
+    const accountId = await account('active', 'pro');
+    const keys = [await createKey(accountId), await createKey(accountId), await createKey(accountId)];
+    const clock = Date.now() - 1_234;
+    const service = withClock(() => clock, app.ctx.db, 2);
+    for (const k of keys) await service.lookup(k.key);
+    await service.flushLastUsed();
+    const used = new Map((await listKeys(accountId)).map((k) => [k.id, k.lastUsedAt]));
+    // To the millisecond: the times travel as epoch milliseconds.
+    for (const k of keys) expect(used.get(k.id)).toBe(new Date(clock).toISOString());
   });
 
   it('ignores invalidation messages meant for other caches', async () => {
