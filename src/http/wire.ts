@@ -294,8 +294,15 @@ class WireConnection {
   }
 
   closeIfIdle(): void {
-    if (!this.busy && this.receiving === null) this.socket.destroy();
-    else this.last = true;
+    if (this.busy || this.receiving !== null) {
+      this.last = true;
+    } else if (this.draining) {
+      // An answer the client has yet to read: it goes out first.
+      this.last = true;
+      this.socket.end();
+    } else {
+      this.socket.destroy();
+    }
   }
 
   destroy(): void {

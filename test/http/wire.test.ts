@@ -367,6 +367,29 @@ describe('closing', () => {
     rigs.splice(rigs.indexOf(rig), 1);
   });
 
+  it('on close(), still delivers an answer the client had not read yet, then closes', async () => {
+    const rig = await startRig();
+    const big = 'y'.repeat(8 * 1024 * 1024); // more than the socket buffers hold
+    rig.answer = () => ({ status: 200, headers: {}, body: big });
+    const socket = connect(rig.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.pause();
+    socket.write(post('/fast', 'x'));
+    await new Promise((r) => setTimeout(r, 200));
+    const closed = new Promise((resolve) => rig.server.close(resolve));
+    let received = 0;
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    const ended = new Promise((resolve) => socket.once('end', resolve));
+    socket.resume();
+    await ended;
+    expect(received).toBeGreaterThan(big.length);
+    await closed;
+    rigs.splice(rigs.indexOf(rig), 1);
+    socket.destroy();
+  });
+
   it('stops reading a client that does not read its answers, and goes on when it does', async () => {
     const rig = await startRig();
     const big = 'x'.repeat(64 * 1024);
