@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HttpMetrics } from '../http/metrics.ts';
 import { ProblemError } from '../http/problem.ts';
-import type { Answer } from '../http/wire.ts';
+import { type Answer, sendableHeaderValue } from '../http/wire.ts';
 import { Fifo } from '../lib/fifo.ts';
 import type { Logger } from '../logger.ts';
 import { type Cidr, cidrContains, parseIp } from '../signals/ip.ts';
@@ -173,13 +173,14 @@ async function serve(
   return answer;
 }
 
-const SENDABLE = /^[\t\x20-\x7e]*$/;
-
-/** Throws on a header value neither transport could send (a control character, say). */
+/**
+ * Throws on a header value neither transport could send (a control character, say): here, so that
+ * the answer is a logged internal_error with its request id. Each transport refuses one too.
+ */
 function sendable(headers: Record<string, string | number>): void {
   for (const name in headers) {
     const value = headers[name];
-    if (typeof value === 'string' && !SENDABLE.test(value))
+    if (typeof value === 'string' && !sendableHeaderValue(value))
       throw new Error(`the answer's ${name} header holds a character that cannot be sent`);
   }
 }

@@ -1,5 +1,6 @@
 import { type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { ProblemError } from './problem.ts';
 
 // The gateway's connections, read and answered here rather than by node:http.
 //
@@ -75,6 +76,9 @@ VALUE_CHAR.fill(1, 0x20, 0x7f);
 VALUE_CHAR.fill(1, 0x80, 0x100);
 /** What is written must be plain ASCII: an answer's header values come from policy and code. */
 const BAD_OUT_VALUE = /[^\t\x20-\x7e]/;
+
+/** Whether a header value can go out as it is (tab and visible ASCII only). */
+export const sendableHeaderValue = (value: string): boolean => !BAD_OUT_VALUE.test(value);
 const LENGTH = /^[0-9]{1,9}$/;
 
 interface Head {
@@ -191,13 +195,14 @@ function httpDate(now: number): string {
 }
 
 /** The answer as it goes on the wire; throws on a header value that is not plain ASCII. */
-export function renderAnswer(a: Answer, connection: string): string {
+function renderAnswer(a: Answer, connection: string): string {
   let head = `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? 'Unknown'}\r\n`;
   const headers = a.headers;
   for (const name in headers) {
     const value = headers[name];
     const text = typeof value === 'number' ? String(value) : (value as string);
-    if (BAD_OUT_VALUE.test(text) || !TOKEN.test(name)) throw new Error(`answer header ${name} is not valid`);
+    if (!sendableHeaderValue(text) || !TOKEN.test(name))
+      throw new Error(`answer header ${name} is not valid`);
     head += `${name}: ${text}\r\n`;
   }
   return `${head}Content-Length: ${Buffer.byteLength(a.body)}\r\nDate: ${httpDate(Date.now())}\r\n${connection}\r\n${a.body}`;
@@ -206,12 +211,7 @@ export function renderAnswer(a: Answer, connection: string): string {
 const INTERNAL_ERROR: Answer = {
   status: 500,
   headers: { 'Content-Type': 'application/problem+json; charset=utf-8' },
-  body: JSON.stringify({
-    type: 'urn:gatehouse:problem:internal_error',
-    title: 'Internal error',
-    status: 500,
-    code: 'internal_error',
-  }),
+  body: JSON.stringify(new ProblemError('internal_error').body()),
 };
 
 const TIMED_OUT: Answer = { status: 408, headers: {}, body: '' };

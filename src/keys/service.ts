@@ -363,10 +363,10 @@ export function createKeyService(deps: KeyDeps): KeyService {
   const flushTimer = setInterval(() => void flushLastUsed(), LAST_USED_FLUSH_MS);
   flushTimer.unref();
 
-  /** The records of these hashes as PostgreSQL has them (null: unknown, revoked or expired). */
   // The hashes go as one comma-joined string (hex digests hold no comma): as an array parameter
   // the driver escapes them one by one on the event loop, 3-5 ms for a batch of 500 against
   // ~1.3 ms joined (see flushLastUsed).
+  /** The records of these hashes as PostgreSQL has them (null: unknown, revoked or expired). */
   const fetchRecords = async (hashes: readonly string[]): Promise<Map<string, KeyRecord | null>> => {
     const rows = await deps.db.$queryRaw<KeyQueryRow[]>`
       SELECT k.hash, k.id, k.account_id, k.status::text AS status, k.expires_at,
