@@ -7,12 +7,18 @@
 local rcall = redis.call
 local n = tonumber(ARGV[1])
 local h = tonumber(ARGV[7])
-local pos = 8
-for g = 1, h do
+local s = tonumber(ARGV[8])
+local groups = {}
+local pos = 9
+for q = 1, s do
   local m = tonumber(ARGV[pos])
-  local names = pos + 1
-  local params = names + 3 * m
-  rcall('HMGET', KEYS[g], unpack(ARGV, names, params - 1))
+  groups[q] = { m, pos + 1 }
+  pos = pos + 1 + 7 * m
+end
+for g = 1, h do
+  local group = groups[tonumber(ARGV[pos])]
+  local m, names = group[1], group[2]
+  rcall('HMGET', KEYS[g], unpack(ARGV, names, names + 3 * m - 1))
   local writes = {}
   for i = 1, m do
     local a = names + 3 * (i - 1)
@@ -22,7 +28,7 @@ for g = 1, h do
     writes[#writes + 1] = 1
   end
   rcall('HSET', KEYS[g], unpack(writes))
-  pos = params + 5 * m
+  pos = pos + 1 + m
 end
 rcall('XADD', KEYS[h + 1], 'MAXLEN', '~', ARGV[6], '*', 'ok', '1', unpack(ARGV, pos))
 local reply = { 1 }

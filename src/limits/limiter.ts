@@ -142,21 +142,23 @@ function currentBucketText(now: number, width: number): string {
 // to end without yielding, so one array serves every call).
 const currents: string[] = [];
 
-/** A hash's windows as last encoded, kept with the caller's shape object (LimitSpec.shape). */
-interface EncodedWindows {
+/** A group's windows as last encoded, kept with the caller's shape object (LimitSpec.shape). */
+interface EncodedGroup {
   slots: string[];
-  limits: number[];
   windowMs: number[];
   buckets: number[];
   currents: string[];
   encoded: EncodedArgs;
 }
-const encodedWindows = new WeakMap<object, EncodedWindows>();
+const encodedGroups = new WeakMap<object, EncodedGroup>();
 
-/** The hash's windows (j in `members`) as the script reads them: count, names, then parameters. */
-function windowArgs(limits: readonly LimitSpec[], members: readonly number[]): string[] {
+/**
+ * A group of windows (j in `members`) as the script reads it: count, names, then parameters. The
+ * limits are not part of it: hashes with the same windows share one group and send only theirs.
+ */
+function groupArgs(limits: readonly LimitSpec[], members: readonly number[]): string[] {
   const m = members.length;
-  const args = new Array<string>(1 + 8 * m);
+  const args = new Array<string>(1 + 7 * m);
   args[0] = integerText(m);
   let a = 1;
   for (const j of members) {
@@ -167,7 +169,6 @@ function windowArgs(limits: readonly LimitSpec[], members: readonly number[]): s
   }
   for (const j of members) {
     const spec = limits[j]!;
-    args[a++] = integerText(spec.limit);
     args[a++] = integerText(spec.windowMs);
     args[a++] = integerText(spec.buckets);
     args[a++] = currents[j]!;
@@ -176,20 +177,19 @@ function windowArgs(limits: readonly LimitSpec[], members: readonly number[]): s
   return args;
 }
 
-/** The hash's windows encoded before, if `shape` holds exactly these windows at these buckets. */
+/** The group encoded before, if `shape` holds exactly these windows at these buckets. */
 function reusable(
   limits: readonly LimitSpec[],
   members: readonly number[],
   shape: object,
 ): EncodedArgs | null {
-  const kept = encodedWindows.get(shape);
+  const kept = encodedGroups.get(shape);
   if (!kept || kept.slots.length !== members.length) return null;
   for (let i = 0; i < members.length; i++) {
     const j = members[i]!;
     const spec = limits[j]!;
     if (
       kept.currents[i] !== currents[j] ||
-      kept.limits[i] !== spec.limit ||
       kept.windowMs[i] !== spec.windowMs ||
       kept.buckets[i] !== spec.buckets ||
       kept.slots[i] !== (spec.slot ?? '')
@@ -200,23 +200,35 @@ function reusable(
   return kept.encoded;
 }
 
-function encodeWindows(limits: readonly LimitSpec[], members: readonly number[]): string[] | EncodedArgs {
+function encodeGroup(limits: readonly LimitSpec[], members: readonly number[]): string[] | EncodedArgs {
   const shape = limits[members[0]!]!.shape;
   let shared = shape !== undefined;
   for (const j of members) if (limits[j]!.shape !== shape) shared = false;
-  if (!shared) return windowArgs(limits, members);
+  if (!shared) return groupArgs(limits, members);
   const kept = reusable(limits, members, shape!);
   if (kept) return kept;
-  const encoded = new EncodedArgs(windowArgs(limits, members));
-  encodedWindows.set(shape!, {
+  const encoded = new EncodedArgs(groupArgs(limits, members));
+  encodedGroups.set(shape!, {
     slots: members.map((j) => limits[j]!.slot ?? ''),
-    limits: members.map((j) => limits[j]!.limit),
     windowMs: members.map((j) => limits[j]!.windowMs),
     buckets: members.map((j) => limits[j]!.buckets),
     currents: members.map((j) => currents[j]!),
     encoded,
   });
   return encoded;
+}
+
+/** Whether two hashes' windows (j in `a`, j in `b`) have the same slots, lengths and buckets. */
+function sameWindows(limits: readonly LimitSpec[], a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = limits[a[i]!]!;
+    const y = limits[b[i]!]!;
+    if ((x.slot ?? '') !== (y.slot ?? '') || x.windowMs !== y.windowMs || x.buckets !== y.buckets) {
+      return false;
+    }
+  }
+  return true;
 }
 
 function encode(request: CheckRequest): Encoded {
@@ -265,17 +277,12 @@ function encode(request: CheckRequest): Encoded {
     if (fieldCount === 0) throw new RangeError('event.fields must not be empty');
   }
   const h = keys.length;
-  const args: Array<string[] | EncodedArgs> = new Array(h + (event ? 2 : 1));
-  args[0] = [
-    integerText(n),
-    String(now),
-    integerText(cost),
-    mode,
-    event?.when ?? '',
-    event ? integerText(event.maxLen) : '',
-    integerText(h),
-  ];
   const order = new Array<number>(n);
+  const membersOf = new Array<number[]>(h);
+  // Hashes with the same windows share one group (sliding-window.lua): `groups` holds each group's
+  // first hash's windows, `groupOf` each hash's group. A handful of hashes: scans, not Maps.
+  const groups: number[][] = [];
+  const groupOf = new Array<number>(h);
   let k = 0;
   for (let g = 0; g < h; g++) {
     // The script builds no strings on its common path: names and bucket indexes come from here.
@@ -285,16 +292,40 @@ function encode(request: CheckRequest): Encoded {
       members.push(j);
       order[j] = k++;
     }
-    args[g + 1] = encodeWindows(limits, members);
+    membersOf[g] = members;
+    let q = 0;
+    while (q < groups.length && !sameWindows(limits, groups[q]!, members)) q++;
+    if (q === groups.length) groups.push(members);
+    groupOf[g] = q;
   }
+  const s = groups.length;
+  const args: Array<string[] | EncodedArgs> = new Array(s + (event ? 3 : 2));
+  args[0] = [
+    integerText(n),
+    String(now),
+    integerText(cost),
+    mode,
+    event?.when ?? '',
+    event ? integerText(event.maxLen) : '',
+    integerText(h),
+    integerText(s),
+  ];
+  for (let q = 0; q < s; q++) args[q + 1] = encodeGroup(limits, groups[q]!);
+  const perHash = new Array<string>(h + n);
+  let a = 0;
+  for (let g = 0; g < h; g++) {
+    perHash[a++] = integerText(groupOf[g]! + 1);
+    for (const j of membersOf[g]!) perHash[a++] = integerText(limits[j]!.limit);
+  }
+  args[s + 1] = perHash;
   if (event) {
     const fields = new Array<string>(2 * fieldCount);
-    let a = 0;
+    let f = 0;
     for (const field in event.fields) {
-      fields[a++] = field;
-      fields[a++] = event.fields[field]!;
+      fields[f++] = field;
+      fields[f++] = event.fields[field]!;
     }
-    args[h + 1] = fields;
+    args[s + 2] = fields;
     keys.push(event.stream);
   }
   return { keys, args, order };

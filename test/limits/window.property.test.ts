@@ -39,10 +39,20 @@ interface Step {
   readonly mode: Mode;
 }
 
+/**
+ * Where the windows live: each in a hash of its own; all in one hash under their own slots, as
+ * enforcement keeps a dimension's windows; or as enforcement keeps a decision's dimensions: several
+ * hashes that each hold the same windows with limits of their own (the script reads such hashes'
+ * windows once, as one group), and, with two windows or more, a last hash with only the first (a
+ * group of its own).
+ */
+type Layout = 'separate' | 'shared' | 'dimensions';
+
 interface Scenario {
   readonly start: number;
-  /** All windows in one hash under their own slots, as enforcement keeps a dimension's windows. */
-  readonly shared: boolean;
+  readonly layout: Layout;
+  /** With 'dimensions': how many hashes hold every window. */
+  readonly dimensions: number;
   readonly specs: readonly WindowSpec[];
   readonly steps: readonly Step[];
 }
@@ -74,7 +84,8 @@ function stepArb(minDelta: number): fc.Arbitrary<Step> {
 function scenarioArb(minDelta: number, maxSteps: number): fc.Arbitrary<Scenario> {
   return fc.record({
     start: fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_000 + 10_000_000 }),
-    shared: fc.boolean(),
+    layout: fc.constantFrom<Layout>('separate', 'shared', 'dimensions'),
+    dimensions: fc.integer({ min: 2, max: 3 }),
     specs: fc.array(specArb, { minLength: 1, maxLength: 3 }),
     steps: fc.array(stepArb(minDelta), { maxLength: maxSteps, size: 'max' }),
   });
@@ -139,15 +150,48 @@ interface Applied {
   readonly decision: Decision;
 }
 
-/** Drives Lua and model side by side; every reply and, at the end, every hash must match. */
-async function runAgainstRedis(scenario: Scenario, runPrefix: string): Promise<Applied[]> {
+/** The scenario's windows as the limiter is given them (see Layout). */
+function limitsOf(scenario: Scenario, runPrefix: string): LimitSpec[] {
+  const { layout, specs } = scenario;
+  if (layout === 'separate') {
+    return specs.map((spec, k) => ({ name: `l${k}`, key: `${runPrefix}${k}`, ...spec }));
+  }
+  if (layout === 'shared') {
+    return specs.map((spec, k) => ({ name: `l${k}`, key: `${runPrefix}shared`, slot: `s${k}`, ...spec }));
+  }
+  const limits: LimitSpec[] = [];
+  for (let d = 0; d < scenario.dimensions; d++) {
+    for (const [k, spec] of specs.entries()) {
+      // Limits of each hash's own, over the same windows.
+      const limit = (spec.limit + 3 * d) % 21;
+      limits.push({ name: `d${d}l${k}`, key: `${runPrefix}d${d}`, slot: `s${k}`, ...spec, limit });
+    }
+  }
+  for (const [k, spec] of specs.entries()) {
+    // The first window with one bucket instead of several; when it has one already, the hash
+    // holds that window alone (a group of its own by its size).
+    if (k === 0 && spec.buckets === 1) {
+      limits.push({ name: 'odd0', key: `${runPrefix}odd`, slot: 's0', ...spec });
+      break;
+    }
+    const buckets = k === 0 ? 1 : spec.buckets;
+    limits.push({ name: `odd${k}`, key: `${runPrefix}odd`, slot: `s${k}`, ...spec, buckets });
+  }
+  return limits;
+}
+
+/**
+ * Drives Lua and model side by side; every reply and, at the end, every hash must match. Gives the
+ * requests as the model decided them, and every window the limiter was given.
+ */
+async function runAgainstRedis(
+  scenario: Scenario,
+  runPrefix: string,
+): Promise<{ applied: Applied[]; specs: WindowSpec[] }> {
   const limiter = createSlidingWindowLimiter(redis);
-  const limits: LimitSpec[] = scenario.specs.map((spec, k) =>
-    scenario.shared
-      ? { name: `l${k}`, key: `${runPrefix}shared`, slot: `s${k}`, ...spec }
-      : { name: `l${k}`, key: `${runPrefix}${k}`, ...spec },
-  );
-  let state: LimitState[] = scenario.specs.map((spec) => ({ spec, window: EMPTY_WINDOW }));
+  const limits = limitsOf(scenario, runPrefix);
+  const specs: WindowSpec[] = limits.map(({ limit, windowMs, buckets }) => ({ limit, windowMs, buckets }));
+  let state: LimitState[] = specs.map((spec) => ({ spec, window: EMPTY_WINDOW }));
   let now = scenario.start;
   const applied: Applied[] = [];
   try {
@@ -185,7 +229,7 @@ async function runAgainstRedis(scenario: Scenario, runPrefix: string): Promise<A
   } finally {
     await redis.del(...new Set(limits.map((limit) => limit.key)));
   }
-  return applied;
+  return { applied, specs };
 }
 
 /** Max admitted cost in any closed interval of length W: the worst interval ends at an admitted request. */
@@ -219,11 +263,11 @@ describe('sliding window: Lua agrees with the pure model', () => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(scenarioArb(0, 200), async (scenario) => {
-        const applied = await runAgainstRedis(scenario, `${PREFIX}m${run++}:`);
-        for (const spec of scenario.specs) {
+        const { applied, specs } = await runAgainstRedis(scenario, `${PREFIX}m${run++}:`);
+        for (const spec of specs) {
           expect(maxAdmittedInWindow(applied, spec.windowMs)).toBeLessThanOrEqual(spec.limit);
         }
-        assertDenialsJustified(applied, scenario.specs);
+        assertDenialsJustified(applied, specs);
       }),
       { numRuns: 100 },
     );

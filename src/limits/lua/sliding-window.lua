@@ -57,14 +57,25 @@
       ARGV[5]         event: '' (none) | 'admitted' (append only when admitted) | 'always'
       ARGV[6]         stream MAXLEN, approximate (~)
       ARGV[7]         h, the number of hashes
-      ARGV[8 ..]      per hash, in KEYS order: m, the number of its windows (at least 1); then
-                      for each of them the field names <prefix>o, <prefix>t and <prefix>c; then
-                      for each of them limit, windowMs,
-                      buckets (windowMs a multiple of it), the current bucket index
-                      ⌊now / (windowMs / buckets)⌋ and the field prefix ('' or '<slot>:').
-                      Windows are numbered 1..n in this order.
+      ARGV[8]         s, the number of window groups
+      ARGV[9 ..]      per group: m, the number of its windows (at least 1); then for each of them
+                      the field names <prefix>o, <prefix>t and <prefix>c; then for each of them
+                      windowMs, buckets (windowMs a multiple of it), the current bucket index
+                      ⌊now / (windowMs / buckets)⌋ and the field prefix ('' or '<slot>:')
+      then            per hash, in KEYS order: its group's number (1..s), then the limit of each
+                      of the group's windows, in the group's order. Windows are numbered 1..n in
+                      this order.
       then            stream field, value, field, value ... (with 'always', the entry starts with
                       an `ok` field: '1' admitted, '0' denied)
+
+    A group is what several hashes share: the key's, the user's and the device's hash usually
+    hold the same windows (a minute and a day, say) under the same slots, and differ only in
+    their limits. Each argument costs Redis a string to parse and another to make for ARGV, and
+    sent once per group rather than once per hash, the windows of a five-dimension decision with
+    a minute and a day window take 31 arguments instead of 85 (the call: 69 instead of 123).
+    Redis runs ~7% fewer instructions per decision for it (`npm run bench:limiter -- --callgrind`:
+    637k -> 591k for counters used a moment ago, 5-7% in every state), and parses each group's
+    lengths and bucket indexes once.
 
     Output:
       { decision, used_1, remaining_1, reset_ms_1, ..., used_n, remaining_n, reset_ms_n }
@@ -100,8 +111,9 @@ local cost = tonumber(ARGV[3])
 local mode = ARGV[4]
 local eventWhen = ARGV[5]
 local h = tonumber(ARGV[7])
+local s = tonumber(ARGV[8])
 
-if n == nil or h == nil or h < 1 or now == nil or cost == nil or cost < 0
+if n == nil or h == nil or h < 1 or s == nil or s < 1 or now == nil or cost == nil or cost < 0
   or (mode ~= 'enforce' and mode ~= 'record') then
   return -1
 end
@@ -117,28 +129,45 @@ local function field(w, index)
   return w[PREFIX] .. string.format('%d', index)
 end
 
--- One read per hash serves the common case: for each window its oldest bucket, its total and the
--- current bucket's count, which lets the write below be a plain HSET and tells whether the bucket
--- is new (the only time the TTL has to move).
-local windows = {}
-local hashOf = {}   -- hash index -> { first window, last window, ttl }
-local pos = 8
-for g = 1, h do
+-- The groups, each read once however many hashes share it: { m, first name's ARGV index, the
+-- TTL its windows need, then per window its length, buckets, width, current bucket and prefix }.
+local groups = {}
+local pos = 9
+for q = 1, s do
   local m = tonumber(ARGV[pos])
   if m == nil or m < 1 then return -1 end
   local names = pos + 1
   local params = names + 3 * m
-  local values = rcall('HMGET', KEYS[g], unpack(ARGV, names, params - 1))
+  local group = { m, names, 0 }
   local ttl = 0
   for i = 1, m do
-    local a = params + 5 * (i - 1)
-    local limit, windowMs, buckets = ARGV[a] + 0, ARGV[a + 1] + 0, ARGV[a + 2] + 0
-    local current = ARGV[a + 3] + 0
+    local a = params + 4 * (i - 1)
+    local windowMs, buckets = ARGV[a] + 0, ARGV[a + 1] + 0
     if buckets < 1 or windowMs % buckets ~= 0 then
       return -1
     end
     local width = windowMs / buckets
     if windowMs + width > ttl then ttl = windowMs + width end
+    local b = 3 + 5 * (i - 1)
+    group[b + 1], group[b + 2], group[b + 3], group[b + 4], group[b + 5] =
+      windowMs, buckets, width, ARGV[a + 2] + 0, ARGV[a + 3]
+  end
+  group[3] = ttl
+  groups[q] = group
+  pos = params + 4 * m
+end
+
+-- One read per hash serves the common case: for each window its oldest bucket, its total and the
+-- current bucket's count, which lets the write below be a plain HSET and tells whether the bucket
+-- is new (the only time the TTL has to move).
+local windows = {}
+local hashOf = {}   -- hash index -> { first window, last window, ttl }
+for g = 1, h do
+  local group = groups[tonumber(ARGV[pos])]
+  if group == nil then return -1 end
+  local m, names = group[1], group[2]
+  local values = rcall('HMGET', KEYS[g], unpack(ARGV, names, names + 3 * m - 1))
+  for i = 1, m do
     local total = tonumber(values[3 * i - 1]) or 0
     local packed = tonumber(values[3 * i - 2])
     local hotCount = tonumber(values[3 * i]) or 0
@@ -154,13 +183,14 @@ for g = 1, h do
       -- Written by an older version: every bucket under its own field.
       legacy, hotCount = true, 0
     end
+    local b = 3 + 5 * (i - 1)
     windows[#windows + 1] = {
-      g, limit, windowMs, buckets, width, current, ARGV[a + 4], names + 3 * (i - 1),
-      oldest, total, false, total, hot, hotCount, false, legacy, false
+      g, ARGV[pos + i] + 0, group[b + 1], group[b + 2], group[b + 3], group[b + 4], group[b + 5],
+      names + 3 * (i - 1), oldest, total, false, total, hot, hotCount, false, legacy, false
     }
   end
-  hashOf[g] = { #windows - m + 1, #windows, ttl }
-  pos = params + 5 * m
+  hashOf[g] = { #windows - m + 1, #windows, group[3] }
+  pos = pos + 1 + m
 end
 if #windows ~= n then return -1 end
 
