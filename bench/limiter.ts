@@ -12,6 +12,10 @@
 //   - busy all day:     same bucket, for subjects (a tenth as many) used every 45 s over the past
 //                       24 hours, so each hash holds all 96 day buckets (~110 fields: Redis scans
 //                       a hash kept as a listpack field by field, see sliding-window.lua).
+// Then it takes the same-bucket decision apart: bench/lib/script-floor.lua (the same commands on
+// the same arguments, no logic), stopped after each step, on hashes in the same state, gives what
+// the call with its arguments, the HMGETs, the HSETs and the XADD each add, and the whole script
+// over the floor is what its own logic costs.
 // It also reports the usage stream's Redis memory per event (MEMORY USAGE over XLEN).
 // Figures are Redis's own accounting: the CPU time of its main thread (INFO cpu), which preemption by
 // other processes does not inflate, and INFO commandstats (µs inside EVALSHA, which it does; commands
@@ -34,7 +38,7 @@ import { Redis } from 'ioredis';
 import { type CheckRequest, createSlidingWindowLimiter, type LimitSpec } from '../src/limits/limiter.ts';
 import { deleteMatching } from '../src/redis/client.ts';
 import { RespClient } from '../src/redis/resp-client.ts';
-import { sampleEventFields } from './lib/enforce-script-floor.ts';
+import { FloorClient, type FloorStage, floorSource, sampleEventFields } from './lib/enforce-script-floor.ts';
 
 const { values: argv } = parseArgs({
   options: {
@@ -57,7 +61,9 @@ const MINUTE = 60_000;
 const prefix = `benchlim${randomBytes(4).toString('hex')}`;
 const stream = `{${prefix}:lim}:usage`;
 
-type Group = 'sporadic' | 'all-day';
+// `parts`: the subjects of the breakdown, kept apart because the floor script writes its own
+// counts into the hashes it is given.
+type Group = 'sporadic' | 'all-day' | 'parts';
 
 function request(group: Group, subject: number, now: number): CheckRequest {
   const limits = DIMENSIONS.flatMap((d): LimitSpec[] => {
@@ -179,6 +185,14 @@ const client = new RespClient({
   commandTimeoutMs: callgrind ? 60_000 : 5_000,
 });
 const limiter = createSlidingWindowLimiter(client);
+const STAGES: readonly FloorStage[] = ['args', 'reads', 'writes', 'all'];
+const floorClients = STAGES.map(
+  (stage) =>
+    new FloorClient(
+      { url: redisUrl, connectTimeoutMs: 2_000, commandTimeoutMs: callgrind ? 60_000 : 5_000 },
+      stage,
+    ),
+);
 
 interface PassResult {
   usPerCall: number;
@@ -192,22 +206,22 @@ const BUSY_SUBJECTS = Math.max(10, Math.round(SUBJECTS / 10));
 const BUSY_EVERY = 45_000;
 
 /** Every subject of a group once at `now`, `times` over, 32 calls in flight. */
-async function pass(group: Group, now: number, times = 1): Promise<void> {
-  const count = group === 'sporadic' ? SUBJECTS : BUSY_SUBJECTS;
+async function pass(group: Group, now: number, times = 1, by = limiter): Promise<void> {
+  const count = group === 'all-day' ? BUSY_SUBJECTS : SUBJECTS;
   for (let t = 0; t < times; t++) {
     for (let i = 0; i < count; i += 32) {
       await Promise.all(
-        Array.from({ length: Math.min(32, count - i) }, (_, j) => limiter.check(request(group, i + j, now))),
+        Array.from({ length: Math.min(32, count - i) }, (_, j) => by.check(request(group, i + j, now))),
       );
     }
   }
 }
 
 /** A pass, with Redis's figures for it. */
-async function measure(group: Group, now: number, times = 1): Promise<PassResult> {
+async function measure(group: Group, now: number, times = 1, by = limiter): Promise<PassResult> {
   const before = await stats(admin);
   if (callgrind) dumpInstructions(callgrind);
-  await pass(group, now, times);
+  await pass(group, now, times, by);
   const instructions = callgrind ? dumpInstructions(callgrind) : 0;
   const after = await stats(admin);
   const evalsha = (after.calls.get('evalsha') ?? 0) - (before.calls.get('evalsha') ?? 0);
@@ -230,7 +244,8 @@ const SHAPES = ['same bucket', 'next bucket', 'idle 2 minutes', 'idle 20 minutes
 type Shape = (typeof SHAPES)[number];
 
 try {
-  await Promise.all([admin.connect(), client.connect()]);
+  await Promise.all([admin.connect(), client.connect(), ...floorClients.map((c) => c.connect())]);
+  for (const stage of STAGES) await admin.script('LOAD', floorSource(stage));
   const version = /^redis_version:(.*)$/m.exec(await admin.info('server'))?.[1]?.trim();
   console.log(
     `[bench:limiter] Redis ${version}, ${SUBJECTS} subjects, ${ROUNDS} rounds, keys under ${prefix}`,
@@ -289,6 +304,41 @@ try {
           ' (commandstats), and the commands the script ran',
   );
   console.table(table);
+  // The same-bucket decision taken apart. Each round: the script sets the hashes up, then measures
+  // itself at the next second, then the floor stopped after each step at that second too. The
+  // floor's HSETs write counts of their own, so these hashes serve nothing else.
+  const parts = new Map<FloorStage | 'script', number[]>();
+  for (const stage of [...STAGES, 'script'] as const) parts.set(stage, []);
+  const figure = (r: PassResult) => (callgrind ? r.instructions / 1000 : r.cpuPerCall);
+  for (let round = 0; round < ROUNDS; round++) {
+    await pass('parts', now);
+    now += 1_000;
+    parts.get('script')!.push(figure(await measure('parts', now)));
+    for (let i = 0; i < STAGES.length; i++) {
+      const floorLimiter = createSlidingWindowLimiter(floorClients[i]!);
+      parts.get(STAGES[i]!)!.push(figure(await measure('parts', now, 1, floorLimiter)));
+    }
+    now += 15 * MINUTE;
+  }
+  const part = (stage: FloorStage | 'script') => median(parts.get(stage)!);
+  const unit = callgrind ? 'k instructions' : 'µs of Redis CPU';
+  const steps: Array<[string, number]> = [
+    ['the call with its arguments, no command', part('args')],
+    [`the ${DIMENSIONS.length} HMGETs`, part('reads') - part('args')],
+    [`the ${DIMENSIONS.length} HSETs`, part('writes') - part('reads')],
+    ['the XADD', part('all') - part('writes')],
+    ["the script's own logic (script minus floor)", part('script') - part('all')],
+  ];
+  console.log(
+    `\nThe same-bucket decision taken apart (${unit} per decision, median of ${ROUNDS} round(s)):` +
+      ' bench/lib/script-floor.lua stopped after each step, on the same hashes',
+  );
+  for (const [name, value] of steps) {
+    const share = (100 * value) / part('script');
+    console.log(`  ${value.toFixed(1).padStart(7)}  ${share.toFixed(0).padStart(3)}%  ${name}`);
+  }
+  console.log(`  ${part('script').toFixed(1).padStart(7)}  100%  the whole decision`);
+
   // The usage stream's Redis memory per event: it is capped by length (MAXLEN), so this is what the
   // cap costs in memory, per million events.
   const [events, bytes] = await Promise.all([
@@ -305,6 +355,7 @@ try {
   }
 } finally {
   client.disconnect();
+  for (const c of floorClients) c.disconnect();
   if (admin.status === 'ready') {
     await deleteMatching(admin, [`{${prefix}:lim}*`]);
     admin.disconnect();

@@ -11,18 +11,33 @@ import { encodeUsageEvent } from '../../src/usage/event.ts';
 // windows, one hash per dimension, and the usage event).
 
 export const FLOOR = readFileSync(new URL('./script-floor.lua', import.meta.url), 'utf8');
-const FLOOR_SHA = createHash('sha1').update(FLOOR).digest('hex');
+
+/** How far the floor script goes (see its header): the breakdown runs it stopped short. */
+export type FloorStage = 'args' | 'reads' | 'writes' | 'all';
+const STAGE_LINE = "local stage = 'all'";
+if (!FLOOR.includes(STAGE_LINE)) throw new Error(`script-floor.lua: no line ${STAGE_LINE}`);
+
+export function floorSource(stage: FloorStage): string {
+  return FLOOR.replace(STAGE_LINE, `local stage = '${stage}'`);
+}
+const sha1 = (source: string) => createHash('sha1').update(source).digest('hex');
 
 /**
  * The limiter's own client, except that every script call runs the floor script instead (load it
- * first: `SCRIPT LOAD` of FLOOR).
+ * first: `SCRIPT LOAD` of `floorSource(stage)`).
  */
 export class FloorClient extends RespClient {
+  private readonly sha: string;
+  constructor(options: ConstructorParameters<typeof RespClient>[0], stage: FloorStage = 'all') {
+    super(options);
+    this.sha = sha1(floorSource(stage));
+  }
+
   override callParts(parts: CommandParts): Promise<RespValue> {
     const [head, ...rest] = parts;
     const name = Array.isArray(head) ? head[0] : undefined;
     if (name !== 'EVALSHA' && name !== 'EVAL') return super.callParts(parts);
-    return super.callParts([['EVALSHA', FLOOR_SHA], ...rest]);
+    return super.callParts([['EVALSHA', this.sha], ...rest]);
   }
 }
 
