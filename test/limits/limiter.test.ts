@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
@@ -429,5 +430,27 @@ describe('sliding-window limiter', () => {
       await expect(limiter.check(request), why).rejects.toBeInstanceOf(RangeError);
     }
     expect(await redis.exists(good.key)).toBe(0);
+  });
+
+  it('answers -1 to window groups that do not add up, and touches nothing', async () => {
+    // The encoder never sends these; the script's own guard is what stands between a caller that
+    // gets the layout wrong and the counters.
+    const source = readFileSync(new URL('../../src/limits/lua/sliding-window.lua', import.meta.url), 'utf8');
+    const hash = key('raw');
+    const head = (n: number, groups: number) => [n, 1_000, 1, 'enforce', '', '', 1, groups].map(String);
+    // One group: one window of a minute in six buckets (current bucket 0), bare names.
+    const group = ['1', 'o', 't', 'c', '60000', '6', '0', ''];
+    const run = (args: string[]) => redis.eval(source, 1, hash, ...args);
+    // Admitted, 1 used, 4 left; bucket 0 counts until (0 + 6 + 1) × 10 s, 69 s after `now`.
+    expect(await run([...head(1, 1), ...group, '1', '5'])).toEqual([1, 1, 4, 69_000]);
+    await redis.del(hash);
+    const malformed: Array<[string, string[]]> = [
+      ['a hash naming a group not sent', [...head(1, 1), ...group, '2', '5']],
+      ['no group at all', [...head(1, 0), '1', '5']],
+      ['a group of no window', [...head(1, 1), '0', '1', '5']],
+      ['more windows announced than the groups hold', [...head(2, 1), ...group, '1', '5']],
+    ];
+    for (const [why, args] of malformed) expect(await run(args), why).toBe(-1);
+    expect(await redis.exists(hash)).toBe(0);
   });
 });
