@@ -82,7 +82,8 @@ export function streamEntries(reply: unknown): RawEntry[] {
 }
 
 export async function startUsageIngestor(
-  ctx: Context,
+  // What it reads of the context, nothing more (bench:ingest runs it on these alone).
+  ctx: Pick<Context, 'config' | 'db' | 'keys' | 'logger' | 'redis'>,
   opts: UsageIngestorOptions = {},
 ): Promise<UsageIngestor> {
   const batchSize = opts.batchSize ?? 500;
