@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { type Db, Prisma } from '../../src/db/client.ts';
 import { candidatePairs, weighPairs } from '../../src/detection/link.ts';
 import { PrismaClient } from '../../src/generated/prisma/client.ts';
@@ -75,9 +76,17 @@ export interface Linker {
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]', '']);
 
 export async function createLinker(connectionString: string, policy: DetectionPolicy): Promise<Linker> {
-  const db: Db = new PrismaClient({
-    adapter: new PrismaPg({ connectionString, max: 1, idleTimeoutMillis: 0, connectionTimeoutMillis: 5_000 }),
+  // One connection, whose backend's CPU is read below.
+  const pool = new pg.Pool({
+    connectionString,
+    max: 1,
+    idleTimeoutMillis: 0,
+    connectionTimeoutMillis: 5_000,
   });
+  const db: Db = Object.assign(
+    new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) }),
+    { pool },
+  );
   const [backend] = await db.$queryRaw<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`;
   const schedstat = `/proc/${backend?.pid ?? 0}/schedstat`;
   const local = LOCAL_HOSTS.has(new URL(connectionString).hostname);

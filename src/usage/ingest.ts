@@ -1,4 +1,5 @@
-import type { Db, Prisma } from '../db/client.ts';
+import type { PoolClient } from 'pg';
+import type { Db } from '../db/client.ts';
 import { decodeUsageEvent, type UsageEventRecord } from './event.ts';
 
 // Usage ingestion: stream entries become hourly aggregates (every event), sampled events (for the
@@ -155,47 +156,64 @@ export async function writeBatch(
   if (unique.length === 0) return { counted: 0, duplicates: 0, orphaned: 0 };
   const ids = unique.map((e) => e.id);
 
-  return db.$transaction(
-    async (tx) => {
-      // Sorted, so two workers recording overlapping ids take the row locks in the same order.
-      const fresh = await tx.$queryRaw<Array<{ ms: bigint; seq: bigint }>>`
-        INSERT INTO usage_ingested (stream, ms, seq)
-        SELECT ${stream}, split_part(x, '-', 1)::bigint, split_part(x, '-', 2)::bigint
-        FROM unnest(${ids}::text[]) AS x
-        ORDER BY 2, 3
-        ON CONFLICT DO NOTHING
-        RETURNING ms, seq`;
-      const freshIds = new Set(fresh.map((r) => `${r.ms}-${r.seq}`));
-      const novel = unique.filter((e) => freshIds.has(e.id));
-      if (novel.length === 0) return { counted: 0, duplicates: unique.length, orphaned: 0 };
-
+  // On the pg pool under Prisma (src/db/client.ts): the rows go as one large JSON parameter, which
+  // Prisma's raw queries would serialise and parse again first.
+  const client = await db.pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    // Lock waits behind another worker's batch on the same hot rows are normal, not a fault.
+    await client.query("SET LOCAL statement_timeout = '60s'");
+    // Sorted, so two workers recording overlapping ids take the row locks in the same order.
+    const fresh = await client.query<{ ms: string; seq: string }>(
+      `INSERT INTO usage_ingested (stream, ms, seq)
+       SELECT $1, split_part(x, '-', 1)::bigint, split_part(x, '-', 2)::bigint
+       FROM unnest($2::text[]) AS x
+       ORDER BY 2, 3
+       ON CONFLICT DO NOTHING
+       RETURNING ms, seq`,
+      [stream, ids],
+    );
+    const freshIds = new Set(fresh.rows.map((r) => `${r.ms}-${r.seq}`));
+    const novel = unique.filter((e) => freshIds.has(e.id));
+    let result: WriteResult = { counted: 0, duplicates: unique.length, orphaned: 0 };
+    if (novel.length > 0) {
       const accountIds = [...new Set(novel.map((e) => e.event.accountId))];
-      const existing = await tx.$queryRaw<Array<{ id: string }>>`
-        SELECT id FROM accounts WHERE id = ANY(${accountIds}::text[])`;
-      const live = new Set(existing.map((r) => r.id));
+      const existing = await client.query<{ id: string }>(
+        'SELECT id FROM accounts WHERE id = ANY($1::text[])',
+        [accountIds],
+      );
+      const live = new Set(existing.rows.map((r) => r.id));
       const kept = novel.filter((e) => live.has(e.event.accountId));
-      const result = {
+      result = {
         counted: kept.length,
         duplicates: unique.length - novel.length,
         orphaned: novel.length - kept.length,
       };
-      if (kept.length === 0) return result;
-
-      const { hours, events, keysLastUsed } = aggregate(kept);
-      await upsertHours(tx, [...hours.values()]);
-      if (events.length > 0) await insertEvents(tx, events);
-      if (keysLastUsed.size > 0) await touchKeys(tx, keysLastUsed);
-      return result;
-    },
-    // Lock waits behind another worker's batch on the same hot rows are normal, not a fault.
-    { maxWait: 10_000, timeout: 60_000 },
-  );
+      if (kept.length > 0) {
+        const { hours, events, keysLastUsed } = aggregate(kept);
+        await upsertHours(client, [...hours.values()]);
+        if (events.length > 0) await insertEvents(client, events);
+        if (keysLastUsed.size > 0) await touchKeys(client, keysLastUsed);
+      }
+    }
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    // A connection that cannot even roll back is not given back to the pool.
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 // Rows travel as one jsonb parameter: no parameter-count limit however large the batch, and the
 // per-row arrays (ips, minhash) need no two-dimensional array juggling.
 
-async function upsertHours(tx: Prisma.TransactionClient, hours: HourTotals[]): Promise<void> {
+async function upsertHours(client: PoolClient, hours: HourTotals[]): Promise<void> {
   const rows = hours
     .sort((a, b) => (a.accountId < b.accountId ? -1 : a.accountId > b.accountId ? 1 : a.hour - b.hour))
     .map((h) => ({
@@ -209,26 +227,28 @@ async function upsertHours(tx: Prisma.TransactionClient, hours: HourTotals[]): P
       asns: [...h.asns],
     }));
   // The merged sets keep their oldest values first: a set already at the cap stays as it is.
-  await tx.$executeRaw`
-    INSERT INTO usage_hours AS h (account_id, hour, requests, cost, denied, ips, fingerprints, asns)
-    SELECT r.account_id, r.hour, r.requests, r.cost, r.denied, r.ips, r.fingerprints, r.asns
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(
-      account_id text, hour timestamptz, requests int, cost bigint, denied int,
-      ips text[], fingerprints text[], asns int[])
-    ORDER BY r.account_id, r.hour
-    ON CONFLICT (account_id, hour) DO UPDATE SET
-      requests = h.requests + EXCLUDED.requests,
-      cost = h.cost + EXCLUDED.cost,
-      denied = h.denied + EXCLUDED.denied,
-      ips = ARRAY(SELECT v FROM unnest(h.ips || EXCLUDED.ips) WITH ORDINALITY AS u(v, n)
-                  GROUP BY v ORDER BY min(n) LIMIT ${DISTINCT_CAP}),
-      fingerprints = ARRAY(SELECT v FROM unnest(h.fingerprints || EXCLUDED.fingerprints) WITH ORDINALITY AS u(v, n)
-                           GROUP BY v ORDER BY min(n) LIMIT ${DISTINCT_CAP}),
-      asns = ARRAY(SELECT v FROM unnest(h.asns || EXCLUDED.asns) WITH ORDINALITY AS u(v, n)
-                   GROUP BY v ORDER BY min(n) LIMIT ${DISTINCT_CAP})`;
+  await client.query(
+    `INSERT INTO usage_hours AS h (account_id, hour, requests, cost, denied, ips, fingerprints, asns)
+     SELECT r.account_id, r.hour, r.requests, r.cost, r.denied, r.ips, r.fingerprints, r.asns
+     FROM jsonb_to_recordset($1::jsonb) AS r(
+       account_id text, hour timestamptz, requests int, cost bigint, denied int,
+       ips text[], fingerprints text[], asns int[])
+     ORDER BY r.account_id, r.hour
+     ON CONFLICT (account_id, hour) DO UPDATE SET
+       requests = h.requests + EXCLUDED.requests,
+       cost = h.cost + EXCLUDED.cost,
+       denied = h.denied + EXCLUDED.denied,
+       ips = ARRAY(SELECT v FROM unnest(h.ips || EXCLUDED.ips) WITH ORDINALITY AS u(v, n)
+                   GROUP BY v ORDER BY min(n) LIMIT $2),
+       fingerprints = ARRAY(SELECT v FROM unnest(h.fingerprints || EXCLUDED.fingerprints) WITH ORDINALITY AS u(v, n)
+                            GROUP BY v ORDER BY min(n) LIMIT $2),
+       asns = ARRAY(SELECT v FROM unnest(h.asns || EXCLUDED.asns) WITH ORDINALITY AS u(v, n)
+                    GROUP BY v ORDER BY min(n) LIMIT $2)`,
+    [JSON.stringify(rows), DISTINCT_CAP],
+  );
 }
 
-async function insertEvents(tx: Prisma.TransactionClient, events: IngestEntry[]): Promise<void> {
+async function insertEvents(client: PoolClient, events: IngestEntry[]): Promise<void> {
   const rows = events.map(({ id, event: e }) => ({
     id: `evt_${id}`,
     account_id: e.accountId,
@@ -245,31 +265,37 @@ async function insertEvents(tx: Prisma.TransactionClient, events: IngestEntry[])
     reason: e.reason,
     query_minhash: e.minhash,
   }));
-  await tx.$executeRaw`
-    INSERT INTO usage_events (id, account_id, key_id, at, ip, asn, fingerprint, tls_fingerprint,
-      user_agent, endpoint, cost, decision, reason, query_minhash, source)
-    SELECT r.id, r.account_id, r.key_id, r.at, r.ip, r.asn, r.fingerprint, r.tls_fingerprint,
-      r.user_agent, r.endpoint, r.cost, r.decision, r.reason, r.query_minhash, 'live'
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(
-      id text, account_id text, key_id text, at timestamptz, ip text, asn int, fingerprint text,
-      tls_fingerprint text, user_agent text, endpoint text, cost int, decision text, reason text,
-      query_minhash int[])
-    ON CONFLICT (id) DO NOTHING`;
+  await client.query(
+    `INSERT INTO usage_events (id, account_id, key_id, at, ip, asn, fingerprint, tls_fingerprint,
+       user_agent, endpoint, cost, decision, reason, query_minhash, source)
+     SELECT r.id, r.account_id, r.key_id, r.at, r.ip, r.asn, r.fingerprint, r.tls_fingerprint,
+       r.user_agent, r.endpoint, r.cost, r.decision, r.reason, r.query_minhash, 'live'
+     FROM jsonb_to_recordset($1::jsonb) AS r(
+       id text, account_id text, key_id text, at timestamptz, ip text, asn int, fingerprint text,
+       tls_fingerprint text, user_agent text, endpoint text, cost int, decision text, reason text,
+       query_minhash int[])
+     ON CONFLICT (id) DO NOTHING`,
+    [JSON.stringify(rows)],
+  );
 }
 
-async function touchKeys(tx: Prisma.TransactionClient, lastUsed: Map<string, number>): Promise<void> {
+async function touchKeys(client: PoolClient, lastUsed: Map<string, number>): Promise<void> {
   const rows = JSON.stringify([...lastUsed].map(([id, at]) => ({ id, at: iso(at) })));
   // Hot keys appear in every worker's batches: lock them in id order so two batches cannot deadlock.
-  await tx.$queryRaw`
-    SELECT k.id FROM api_keys k
-    JOIN jsonb_to_recordset(${rows}::jsonb) AS r(id text, at timestamptz) ON r.id = k.id
-    WHERE k.last_used_at IS NULL OR k.last_used_at < r.at
-    ORDER BY k.id
-    FOR NO KEY UPDATE OF k`;
-  await tx.$executeRaw`
-    UPDATE api_keys AS k SET last_used_at = r.at
-    FROM jsonb_to_recordset(${rows}::jsonb) AS r(id text, at timestamptz)
-    WHERE k.id = r.id AND (k.last_used_at IS NULL OR k.last_used_at < r.at)`;
+  await client.query(
+    `SELECT k.id FROM api_keys k
+     JOIN jsonb_to_recordset($1::jsonb) AS r(id text, at timestamptz) ON r.id = k.id
+     WHERE k.last_used_at IS NULL OR k.last_used_at < r.at
+     ORDER BY k.id
+     FOR NO KEY UPDATE OF k`,
+    [rows],
+  );
+  await client.query(
+    `UPDATE api_keys AS k SET last_used_at = r.at
+     FROM jsonb_to_recordset($1::jsonb) AS r(id text, at timestamptz)
+     WHERE k.id = r.id AND (k.last_used_at IS NULL OR k.last_used_at < r.at)`,
+    [rows],
+  );
 }
 
 const PRUNE_CHUNK = 10_000;
