@@ -44,6 +44,9 @@ const schema = z.object({
   // Bounded connection attempts: an unreachable store must fail start-up fast, not hang it.
   CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  // Stream entries per usage ingestion batch: smaller batches hold the worker's event loop for less
+  // time (the API's too, in an `all` process) and cost more CPU per event (npm run bench:ingest).
+  USAGE_INGEST_BATCH: z.coerce.number().int().min(10).max(10_000).default(500),
   // Candidate queries of an analysis run's link stage in flight at once (below the pool's 10).
   ANALYSIS_CONCURRENCY: z.coerce.number().int().min(1).max(8).default(2),
   METRICS_ENABLED: bool.default(true),

@@ -9,6 +9,7 @@ describe('configuration', () => {
     expect(config.REDIS_URL).toBe('redis://127.0.0.1:6379');
     expect(config.PORT).toBe(8080);
     expect(config.GATEHOUSE_ADMIN_TOKEN).toBeUndefined();
+    expect(config.USAGE_INGEST_BATCH).toBe(500);
   });
 
   it.each([
@@ -19,6 +20,8 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
     [{ GATEHOUSE_ADMIN_TOKEN: 'short' }, 'GATEHOUSE_ADMIN_TOKEN'],
     [{ REDIS_PREFIX: 'Has Spaces' }, 'REDIS_PREFIX'],
+    [{ USAGE_INGEST_BATCH: '5' }, 'USAGE_INGEST_BATCH'],
+    [{ USAGE_INGEST_BATCH: '20000' }, 'USAGE_INGEST_BATCH'],
   ])('names the variable at fault: %o', (env, variable) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     try {
@@ -31,6 +34,10 @@ describe('configuration', () => {
 
   it('treats empty variables as unset', () => {
     expect(loadConfig({ PORT: '' }).PORT).toBe(8080);
+  });
+
+  it('takes the usage ingestion batch size from the environment', () => {
+    expect(loadConfig({ USAGE_INGEST_BATCH: '100' }).USAGE_INGEST_BATCH).toBe(100);
   });
 
   it('never shows a password in a URL it reports', () => {
