@@ -226,7 +226,15 @@ async function upsertHours(client: PoolClient, hours: HourTotals[]): Promise<voi
       fingerprints: [...h.fingerprints],
       asns: [...h.asns],
     }));
-  // The merged sets keep their oldest values first: a set already at the cap stays as it is.
+  // The merged sets keep their oldest values first: a set already at the cap stays as it is, and so
+  // does one that holds every new value already (a stored set has no repeats). Those two, the
+  // usual cases (an account on a few addresses, or a farm's account at the cap), skip the merge:
+  // unnesting, grouping and sorting both sets for every row was ~40% of this batch's statement
+  // time in `npm run bench:ingest`.
+  const merged = (set: string) =>
+    `CASE WHEN cardinality(h.${set}) >= $2 OR h.${set} @> EXCLUDED.${set} THEN h.${set}
+       ELSE ARRAY(SELECT v FROM unnest(h.${set} || EXCLUDED.${set}) WITH ORDINALITY AS u(v, n)
+                  GROUP BY v ORDER BY min(n) LIMIT $2) END`;
   await client.query(
     `INSERT INTO usage_hours AS h (account_id, hour, requests, cost, denied, ips, fingerprints, asns)
      SELECT r.account_id, r.hour, r.requests, r.cost, r.denied, r.ips, r.fingerprints, r.asns
@@ -238,12 +246,9 @@ async function upsertHours(client: PoolClient, hours: HourTotals[]): Promise<voi
        requests = h.requests + EXCLUDED.requests,
        cost = h.cost + EXCLUDED.cost,
        denied = h.denied + EXCLUDED.denied,
-       ips = ARRAY(SELECT v FROM unnest(h.ips || EXCLUDED.ips) WITH ORDINALITY AS u(v, n)
-                   GROUP BY v ORDER BY min(n) LIMIT $2),
-       fingerprints = ARRAY(SELECT v FROM unnest(h.fingerprints || EXCLUDED.fingerprints) WITH ORDINALITY AS u(v, n)
-                            GROUP BY v ORDER BY min(n) LIMIT $2),
-       asns = ARRAY(SELECT v FROM unnest(h.asns || EXCLUDED.asns) WITH ORDINALITY AS u(v, n)
-                    GROUP BY v ORDER BY min(n) LIMIT $2)`,
+       ips = ${merged('ips')},
+       fingerprints = ${merged('fingerprints')},
+       asns = ${merged('asns')}`,
     [JSON.stringify(rows), DISTINCT_CAP],
   );
 }

@@ -397,6 +397,28 @@ describe('usage ingestion', () => {
     expect(await hourOf(a)).toMatchObject({ requests: 2, cost: 5n });
   });
 
+  it('merges a stored hour with new values in order of first sight, and keeps it when nothing is new', async () => {
+    const a = await account();
+    const stream = `${testPrefix()}:usage`;
+    const base = Date.now();
+    let seq = 0;
+    const batch = (...ips: string[]): IngestEntry[] =>
+      ips.map((ip) => ({ id: `${base}-${seq++}`, event: event(a, { ip, fingerprint: `fp-${ip}` }) }));
+    const [x, y, z] = ['198.51.100.1', '198.51.100.2', '198.51.100.3'];
+    await writeBatch(app.ctx.db, stream, batch(x, y));
+    // Nothing new: the stored sets stay as they are.
+    await writeBatch(app.ctx.db, stream, batch(y, y));
+    expect(await hourOf(a)).toMatchObject({ requests: 4, ips: [x, y], fingerprints: [`fp-${x}`, `fp-${y}`] });
+    // One new value among known ones: appended after the values already stored.
+    await writeBatch(app.ctx.db, stream, batch(z, x));
+    expect(await hourOf(a)).toMatchObject({
+      requests: 6,
+      ips: [x, y, z],
+      fingerprints: [`fp-${x}`, `fp-${y}`, `fp-${z}`],
+      asns: [64500],
+    });
+  });
+
   it(`stores at most ${DISTINCT_CAP} distinct values per set while counting every request`, async () => {
     const ctx = isolated();
     const a = await account();
