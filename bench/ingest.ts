@@ -8,8 +8,8 @@
 // then acknowledged. Reported:
 //   - events per second, from the first read to the last acknowledgement;
 //   - the worker's CPU per event (this process runs nothing else while it measures);
-//   - PostgreSQL's CPU per event: every `postgres` process's CPU time (Linux /proc), the server's
-//     background processes included;
+//   - PostgreSQL's CPU per event: its backends for the benchmark's database and its background
+//     processes (Linux /proc, as bench/lib/cpu.ts splits it);
 //   - the worker's event-loop delay (its longest and its p99): what enforcement sees when the
 //     worker shares its process, as in `npm start`.
 // It checks that every event was counted once before it reports anything.
@@ -17,7 +17,6 @@
 // PostgreSQL comes from DATABASE_URL (default: the local server) and Redis from REDIS_URL; the
 // database and the Redis keys are removed at the end, also on failure or Ctrl-C.
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
@@ -30,6 +29,7 @@ import { deleteMatching } from '../src/redis/client.ts';
 import { createKeys } from '../src/redis/keys.ts';
 import { encodeUsageEvent, flattenFields } from '../src/usage/event.ts';
 import { startUsageIngestor, type UsageIngestor } from '../workers/usage-ingest.ts';
+import { cpuShare, sampleCpu } from './lib/cpu.ts';
 
 const { values: argv } = parseArgs({
   options: {
@@ -59,38 +59,14 @@ if (!(QUERY_SHARE >= 0 && QUERY_SHARE <= 1)) {
 
 const log = (msg: string) => process.stderr.write(`[bench:ingest] ${msg}\n`);
 const tag = randomBytes(5).toString('hex');
+const database = `gatehouse_bench_ingest_${tag}`;
 const databaseUrl = withDatabase(
   process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres',
-  `gatehouse_bench_ingest_${tag}`,
+  database,
 );
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `benchingest${tag}`;
 const keys = createKeys(prefix);
-
-/** CPU time of every process named postgres, in µs; null where /proc cannot tell. */
-function postgresCpuUs(): number | null {
-  let ticks = 0;
-  try {
-    for (const pid of readdirSync('/proc')) {
-      if (!/^\d+$/.test(pid)) continue;
-      let stat: string;
-      try {
-        stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      } catch {
-        continue; // gone since the listing
-      }
-      // pid (comm) state ...: comm may hold spaces, so fields are counted from its closing paren.
-      const close = stat.lastIndexOf(')');
-      if (stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
-      const fields = stat.slice(close + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
-    }
-  } catch {
-    return null;
-  }
-  // USER_HZ is 100 on every Linux this runs on.
-  return ticks * 10_000;
-}
 
 let db: Db | undefined;
 let redis: Redis | undefined;
@@ -185,7 +161,7 @@ try {
   log(`draining with one worker, batches of ${BATCH}`);
   const delay = monitorEventLoopDelay({ resolution: 5 });
   const cpu0 = process.cpuUsage();
-  const pg0 = postgresCpuUs();
+  const sample0 = sampleCpu();
   const t0 = performance.now();
   delay.enable();
   ingestor = await startUsageIngestor(ctx, { batchSize: BATCH, blockMs: 100, consumer: 'bench' });
@@ -197,7 +173,7 @@ try {
   const seconds = (performance.now() - t0) / 1000;
   delay.disable();
   const cpu = process.cpuUsage(cpu0);
-  const pg1 = postgresCpuUs();
+  const sample1 = sampleCpu();
   const stats = await ingestor.stats();
 
   // Every event counted exactly once: requests over the hourly rows, and one stored event each.
@@ -212,6 +188,15 @@ try {
     );
   }
 
+  // The worker runs in this process: it is the "gatehouse" of the split, and nothing is left over
+  // for the benchmark's own share.
+  const postgresUs =
+    sample0 === null || sample1 === null
+      ? null
+      : (cpuShare(sample0, sample1, { bench: process.pid, gatehouse: process.pid, database }).postgresPct /
+          100) *
+        (sample1.at - sample0.at) *
+        1000;
   const perEvent = (us: number) => (us / EVENTS).toFixed(1);
   console.log(
     `\nUsage ingestion: ${EVENTS.toLocaleString('en-US')} events of ${ACCOUNTS.toLocaleString('en-US')} accounts, ` +
@@ -222,7 +207,7 @@ try {
       'events/s': Math.round(EVENTS / seconds).toLocaleString('en-US'),
       seconds: seconds.toFixed(1),
       'worker CPU µs/event': perEvent(cpu.user + cpu.system),
-      'PostgreSQL CPU µs/event': pg0 === null || pg1 === null ? 'n/a' : perEvent(pg1 - pg0),
+      'PostgreSQL CPU µs/event': postgresUs === null ? 'n/a' : perEvent(postgresUs),
       'event-loop delay max ms': (delay.max / 1e6).toFixed(1),
       'event-loop delay p99 ms': (delay.percentile(99) / 1e6).toFixed(1),
     },

@@ -1,9 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
-import { type Db, Prisma } from '../../src/db/client.ts';
+import { type Db, dbOnPool, Prisma } from '../../src/db/client.ts';
 import { candidatePairs, weighPairs } from '../../src/detection/link.ts';
-import { PrismaClient } from '../../src/generated/prisma/client.ts';
 import type { DetectionPolicy } from '../../src/policy/policy.ts';
 
 // Times the per-account linking path exactly as the enrich worker runs it after a signup or an
@@ -83,10 +81,7 @@ export async function createLinker(connectionString: string, policy: DetectionPo
     idleTimeoutMillis: 0,
     connectionTimeoutMillis: 5_000,
   });
-  const db: Db = Object.assign(
-    new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: true }) }),
-    { pool },
-  );
+  const db: Db = dbOnPool(pool);
   const [backend] = await db.$queryRaw<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`;
   const schedstat = `/proc/${backend?.pid ?? 0}/schedstat`;
   const local = LOCAL_HOSTS.has(new URL(connectionString).hostname);

@@ -20,12 +20,16 @@ export function createDb(connectionString: string, connectTimeoutMs: number): Db
     // milliseconds, and compiling cost 0.3–0.8 s each: no query here is a long analytical scan.
     options: '-c jit=off',
   });
+  return dbOnPool(pool);
+}
+
+/** The Prisma client on this pool, which it owns: $disconnect() ends the pool too. */
+export function dbOnPool(pool: pg.Pool): Db {
   // An idle connection the server drops (a restart, an administrator) is an 'error' event on the
   // pool, which throws where nothing listens: until Prisma's first query only this listener does.
   // The pool has already discarded that connection, and the next statement opens another or
   // reports the fault itself.
   pool.on('error', () => {});
-  // $disconnect() ends the pool too.
   const adapter = new PrismaPg(pool, { disposeExternalPool: true });
   return Object.assign(new PrismaClient({ adapter }), { pool });
 }

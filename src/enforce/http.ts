@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HttpMetrics } from '../http/metrics.ts';
 import { ProblemError } from '../http/problem.ts';
-import { type Answer, sendableHeaderValue } from '../http/wire.ts';
+import { type Answer, INTERNAL_ERROR, sendableHeaderValue } from '../http/wire.ts';
 import { Fifo } from '../lib/fifo.ts';
 import type { Logger } from '../logger.ts';
 import { type Cidr, cidrContains, parseIp } from '../signals/ip.ts';
@@ -127,11 +127,8 @@ export function nodeHandler(routes: EnforceRoutes): FastHandler {
         res.writeHead(a.status, a.headers);
       } catch {
         // serve() has checked the values; this is the last guard, as on the wire path.
-        res.writeHead(500, {
-          'Content-Type': 'application/problem+json; charset=utf-8',
-          Connection: 'close',
-        });
-        res.end(JSON.stringify(new ProblemError('internal_error').body()));
+        res.writeHead(INTERNAL_ERROR.status, { ...INTERNAL_ERROR.headers, Connection: 'close' });
+        res.end(INTERNAL_ERROR.body);
         return;
       }
       res.end(a.body);
@@ -234,6 +231,11 @@ async function authenticateGateway(deps: Handler, bearer: string | undefined, he
     throw new ProblemError('forbidden', { detail: 'This call needs the enforce scope' });
   }
 }
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+/** The token of an `Authorization: Bearer <token>` header, if that is what it holds. */
+const bearerOf = (header: string | string[] | undefined): string | undefined =>
+  typeof header === 'string' ? BEARER.exec(header)?.[1] : undefined;
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
@@ -340,8 +342,7 @@ function createDeadlines(deps: Pick<EnforceHttpDeps, 'deadlineMs' | 'failMode'>)
 
 async function jsonDecision(deps: Handler, req: EnforceRequest, requestId: string): Promise<Answer> {
   const auth = req.headers.authorization;
-  const match = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
-  await authenticateGateway(deps, match?.[1], 'Authorization: Bearer <token>');
+  await authenticateGateway(deps, bearerOf(auth), 'Authorization: Bearer <token>');
   const type = req.headers['content-type'];
   if (typeof type !== 'string' || !JSON_TYPE.test(type)) {
     req.discardBody?.();
@@ -426,7 +427,7 @@ async function forwardAuth(
   );
   const h = req.headers;
   const auth = h.authorization;
-  const bearer = typeof auth === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1] : undefined;
+  const bearer = bearerOf(auth);
   const apiKey = bearer ?? (typeof h['x-api-key'] === 'string' ? h['x-api-key'] : undefined);
   const ip = clientAddress(
     req.remoteAddress,

@@ -208,7 +208,8 @@ function renderAnswer(a: Answer, connection: string): string {
   return `${head}Content-Length: ${Buffer.byteLength(a.body)}\r\nDate: ${httpDate(Date.now())}\r\n${connection}\r\n${a.body}`;
 }
 
-const INTERNAL_ERROR: Answer = {
+/** The answer when the route itself failed; the connection closes after it. */
+export const INTERNAL_ERROR: Answer = {
   status: 500,
   headers: { 'Content-Type': 'application/problem+json; charset=utf-8' },
   body: JSON.stringify(new ProblemError('internal_error').body()),
