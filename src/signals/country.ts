@@ -73,6 +73,8 @@ async function load(v4Path: string, v6Path: string): Promise<CountryDatabase> {
   const v6 = await readRuns(v6Path, V6, intern);
   const v4Starts = Uint32Array.from(v4.starts);
   const v6Starts = toWords(v6.starts);
+  const v4Codes = v4.codes;
+  const v6Codes = v6.codes;
   const stats: CountryDatabaseStats = {
     ipv4Rows: v4.rows,
     ipv6Rows: v6.rows,
@@ -80,9 +82,12 @@ async function load(v4Path: string, v6Path: string): Promise<CountryDatabase> {
     countries: names.length - 1,
     loadMs: performance.now() - t0,
   };
+  // The lookup holds the typed arrays only. The loader's arrays of starts (a JS number or BigInt
+  // per run, ~640k heap objects) would otherwise live as long as the process, and every
+  // mark-compact of the API's heap would trace them again.
   const lookupParsed = (ip: ParsedIp): string | null => {
     const run = ip.version === 4 ? findV4(v4Starts, ip.value) : findV6(v6Starts, ip.words);
-    const code = run < 0 ? 0 : (ip.version === 4 ? v4.codes : v6.codes)[run]!;
+    const code = run < 0 ? 0 : (ip.version === 4 ? v4Codes : v6Codes)[run]!;
     return code === 0 ? null : names[code]!;
   };
   return {
