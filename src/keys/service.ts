@@ -30,6 +30,7 @@ import { hmacHex, newSecret } from '../lib/secrets.ts';
 import type { Logger } from '../logger.ts';
 import type { Policy } from '../policy/policy.ts';
 import type { Principal } from '../tokens/scopes.ts';
+import { LAST_USED_STEP_MS } from './last-used.ts';
 
 export const KEY_PREFIX = 'gh_live_';
 /** 32 random bytes are 43 base64url characters. */
@@ -346,13 +347,16 @@ export function createKeyService(deps: KeyDeps): KeyService {
       const ids = part.map(([id]) => id).join(',');
       const times = part.map(([, t]) => t).join(',');
       try {
-        // greatest(): another instance may have written a later use of the same key already.
+        // Only forward, and only by LAST_USED_STEP_MS or more: another instance or the usage worker
+        // may have written a later use already, and an update that moves the time by seconds
+        // would still write a new row version.
         await deps.db.$executeRaw`
           UPDATE api_keys
-          SET last_used_at = greatest(coalesce(last_used_at, to_timestamp(0)),
-                                      timestamptz 'epoch' + v.t * interval '1 millisecond')
-          FROM unnest(string_to_array(${ids}, ','), string_to_array(${times}, ',')::bigint[]) AS v(id, t)
-          WHERE api_keys.id = v.id`;
+          SET last_used_at = v.at
+          FROM (SELECT id, timestamptz 'epoch' + t * interval '1 millisecond' AS at
+                FROM unnest(string_to_array(${ids}, ','), string_to_array(${times}, ',')::bigint[]) AS u(id, t)) AS v
+          WHERE api_keys.id = v.id
+            AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < v.at - ${LAST_USED_STEP_MS}::int * interval '1 millisecond')`;
       } catch (err) {
         // Bookkeeping only: the uses are dropped rather than retried, so an outage cannot pile them up.
         warn(err, 'keys: could not record lastUsedAt');

@@ -566,6 +566,27 @@ describe('lookup', () => {
     );
   });
 
+  it('moves lastUsedAt only when it moves by a minute or more', async () => {
+    const accountId = await account('active', 'pro');
+    const { id, key } = await createKey(accountId);
+    const start = Date.now() - 10 * 60_000;
+    let clock = start;
+    const service = withClock(() => clock);
+    const used = async () => (await listKeys(accountId)).find((k) => k.id === id)?.lastUsedAt;
+    const useAt = async (t: number) => {
+      clock = t;
+      await service.lookup(key);
+      await service.flushLastUsed();
+    };
+    await useAt(start);
+    expect(await used()).toBe(new Date(start).toISOString());
+    await useAt(start + 60_000);
+    expect(await used()).toBe(new Date(start).toISOString());
+    await useAt(start + 60_001);
+    expect(await used()).toBe(new Date(start + 60_001).toISOString());
+    await service.close();
+  });
+
   it('writes lastUsedAt over several statements when one flush holds more uses than a statement carries', async () => {
     const accountId = await account('active', 'pro');
     const keys = [await createKey(accountId), await createKey(accountId), await createKey(accountId)];

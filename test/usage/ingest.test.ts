@@ -257,6 +257,26 @@ describe('usage ingestion', () => {
     expect(await app.ctx.db.usageEvent.count({ where: { accountId: a } })).toBe(1);
   });
 
+  it("moves a key's last use only when it moves by a minute or more", async () => {
+    const a = await account();
+    const key = await apiKey(a, new Date(H1));
+    const stream = `${testPrefix()}:usage`;
+    const base = Date.now();
+    const lastUsed = async () =>
+      (await app.ctx.db.apiKey.findUniqueOrThrow({ where: { id: key } })).lastUsedAt;
+    const write = (i: number, at: number) =>
+      writeBatch(app.ctx.db, stream, [{ id: `${base}-${i}`, event: event(a, { keyId: key, at }) }]);
+
+    await write(0, H1 + MIN);
+    expect(await lastUsed()).toEqual(new Date(H1));
+    await write(1, H1 + MIN + 1);
+    expect(await lastUsed()).toEqual(new Date(H1 + MIN + 1));
+    await write(2, H1 + 2 * MIN);
+    expect(await lastUsed()).toEqual(new Date(H1 + MIN + 1));
+    // The uses still count whether or not the time moved.
+    expect(await hourOf(a, H1)).toMatchObject({ requests: 3 });
+  });
+
   it('forgets ledger ids older than the first entry still in the stream, and only those', async () => {
     const a = await account();
     const stream = `${testPrefix()}:usage`;
