@@ -18,7 +18,9 @@
 // server's peak resident memory. Every server runs with the Node flags of `start:api`. Then:
 // Gatehouse's latency at half its saturation rate, paced once per round with the floor at the same
 // rate and judged on the median p99 (and the bare endpoint's at half of its own, the tail this
-// machine gives a server that does almost nothing), Redis commands per decision and Redis
+// machine gives a server that does almost nothing; and Gatehouse's own request-duration histogram
+// over its paced runs, which tells how much of that tail lies inside the server's span), Redis
+// commands per decision and Redis
 // CPU inside the script against a floor (INFO commandstats), and with --profile a CPU profile of
 // Gatehouse at saturation (its measured window only) and profiles of Gatehouse and the floor at
 // the half-load rate, compared in µs per answered request. (V8's profiler samples wall time on the
@@ -477,6 +479,62 @@ async function expectAllow(url: string, agent: Agent, body: string): Promise<boo
  * One call per key (bodies[i] carries key i), 8 at a time, so that every key lookup is cached and
  * no later call waits for PostgreSQL; the first call of a fresh limiter also loads the script.
  */
+/**
+ * Gatehouse's own request-duration histogram for POST /v1/enforce (its /metrics): cumulative
+ * counts by bucket bound in seconds, every status summed. Null when the metrics cannot be read.
+ */
+async function enforceSpans(url: string): Promise<Map<number, number> | null> {
+  try {
+    const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    if (!res.ok) return null;
+    const counts = new Map<number, number>();
+    const line = /^gatehouse_http_request_duration_seconds_bucket\{([^}]*)\} (\d+)$/gm;
+    for (const [, labels, count] of (await res.text()).matchAll(line)) {
+      if (!labels!.includes('route="/v1/enforce"')) continue;
+      const le = /le="([^"]+)"/.exec(labels!)?.[1];
+      if (le === undefined) continue;
+      const bound = le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le);
+      counts.set(bound, (counts.get(bound) ?? 0) + Number(count));
+    }
+    return counts;
+  } catch {
+    return null;
+  }
+}
+
+/** "p50 <= 1 ms, p99 <= 10 ms, 98.4% within 5 ms", or why there is no figure. */
+function spanSummary(spans: Map<number, number> | null): string {
+  if (!spans) return 'n/a (its /metrics could not be read)';
+  const p50 = spanQuantile(spans, 0.5);
+  const p99 = spanQuantile(spans, 0.99);
+  const total = spans.get(Number.POSITIVE_INFINITY) ?? 0;
+  const goal = spans.get(GOALS.p99HalfLoadMs / 1000);
+  if (!p50 || !p99 || goal === undefined) return 'n/a (no decisions counted)';
+  const bound = (q: { boundMs: number }) =>
+    Number.isFinite(q.boundMs) ? `<= ${q.boundMs} ms` : '> the last bucket';
+  return (
+    `p50 ${bound(p50)}, p99 ${bound(p99)}, ${((100 * goal) / total).toFixed(1)}% within ` +
+    `${GOALS.p99HalfLoadMs} ms (${int(total)} decisions)`
+  );
+}
+
+/** `after − before`, added into `into` (the paced runs of every round together). */
+function addSpans(into: Map<number, number>, before: Map<number, number>, after: Map<number, number>): void {
+  for (const [bound, n] of after) into.set(bound, (into.get(bound) ?? 0) + n - (before.get(bound) ?? 0));
+}
+
+/** The smallest bucket bound (ms) that holds at least the share q of the spans, and that share. */
+function spanQuantile(spans: Map<number, number>, q: number): { boundMs: number; share: number } | null {
+  const bounds = [...spans.keys()].sort((a, b) => a - b);
+  const total = spans.get(Number.POSITIVE_INFINITY) ?? 0;
+  if (total === 0) return null;
+  for (const b of bounds) {
+    const share = (spans.get(b) ?? 0) / total;
+    if (share >= q) return { boundMs: Math.round(b * 1e6) / 1e3, share };
+  }
+  return null;
+}
+
 async function callEveryKey(url: string, bodies: readonly string[], keyCount: number): Promise<void> {
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   try {
@@ -781,8 +839,19 @@ async function main(): Promise<void> {
   await callEveryKey(gatehouseUrl, bodies, keys.length);
   const halfAutocannon = await runLoad(CACHED, gatehouse, gatehouseUrl, 'autocannon-rate', 0, halfRate);
   log(`half load: ${halfRate} req/s, paced open loop`);
-  await callEveryKey(gatehouseUrl, bodies, keys.length);
-  const halfPaced = await runLoad(CACHED, gatehouse, gatehouseUrl, 'paced', 0, halfRate);
+  // Gatehouse's own timing of its paced decisions, from the request read to the answer made: what
+  // of the tail the loader sees lies inside the server's span (the Redis call included).
+  let spans: Map<number, number> | null = new Map();
+  const pacedGatehouse = async (round: number): Promise<Run> => {
+    await callEveryKey(gatehouseUrl, bodies, keys.length);
+    const before = await enforceSpans(gatehouseUrl);
+    const run = await runLoad(CACHED, gatehouse, gatehouseUrl, 'paced', round, halfRate);
+    const after = await enforceSpans(gatehouseUrl);
+    if (spans && before && after) addSpans(spans, before, after);
+    else spans = null;
+    return run;
+  };
+  const halfPaced = await pacedGatehouse(0);
   // The same for the bare endpoint: the tail this machine gives a server that does almost nothing.
   const bareHalfRate = Math.max(1, Math.round(summary.bare.rps / 2));
   log(`half load, bare: ${bareHalfRate} req/s, paced open loop`);
@@ -798,8 +867,7 @@ async function main(): Promise<void> {
   const floorPacedRuns = [floorHalfPaced];
   for (let round = 2; round <= opts.rounds; round++) {
     log(`half load, round ${round}/${opts.rounds}: gatehouse and floor, paced open loop`);
-    await callEveryKey(gatehouseUrl, bodies, keys.length);
-    pacedRuns.push(await runLoad(CACHED, gatehouse, gatehouseUrl, 'paced', round, halfRate));
+    pacedRuns.push(await pacedGatehouse(round));
     floorPacedRuns.push(await runLoad('floor', floor, floorUrl, 'paced', round, halfRate));
   }
   const p99s = (rs: Run[]) => rs.map((r) => r.result.latency.p99);
@@ -976,6 +1044,7 @@ async function main(): Promise<void> {
       `\n  p99 at ${opts.halfRate === undefined ? 'half saturation' : `${int(halfRate)} req/s (--half-rate)`} (keys cached) = ${f2(halfP99)} ms paced, median of ${pacedRuns.length} (${p99s(pacedRuns).map(f2).join(' / ')}) (goal < ${GOALS.p99HalfLoadMs} ms at half saturation)  ${verdict.p99HalfLoad === null ? 'no verdict at a fixed rate' : pass(verdict.p99HalfLoad)}` +
       `\n              bare at half of its own saturation: p99 ${f2(bareHalfPaced.result.latency.p99)} ms paced` +
       `\n              floor at the same rate as Gatehouse: p99 ${f2(floorHalfP99)} ms paced, median of ${floorPacedRuns.length} (${p99s(floorPacedRuns).map(f2).join(' / ')})` +
+      `\n              Gatehouse's own timing of its paced decisions (its request-duration histogram, request read to answer made, warm-ups included): ${spanSummary(spans)}` +
       (missingEvents.length > 0
         ? `\n  WARNING: ${missingEvents.length} run(s) appended fewer events than they got answers: some decisions did not reach Redis`
         : '\n  every Gatehouse and floor run appended one usage event per answered call') +
@@ -1030,7 +1099,13 @@ async function main(): Promise<void> {
         ratios,
         ofFloor,
         wireVsNode,
-        halfLoad: { rate: halfRate, paced: runJson(halfPaced), autocannonRate: runJson(halfAutocannon) },
+        halfLoad: {
+          rate: halfRate,
+          paced: runJson(halfPaced),
+          autocannonRate: runJson(halfAutocannon),
+          // Cumulative counts by bucket bound (s) of Gatehouse's own histogram, every paced round.
+          serverSpans: spans ? Object.fromEntries([...spans].map(([b, n]) => [String(b), n])) : null,
+        },
         bareHalfLoad: { rate: bareHalfRate, paced: runJson(bareHalfPaced) },
         floorHalfLoad: { rate: halfRate, paced: runJson(floorHalfPaced) },
         pacedRounds: {
