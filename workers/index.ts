@@ -66,7 +66,7 @@ export async function startWorkers(ctx: Context, list: Processor[] = processors)
   await reconcileSchedules(ctx, list, connection);
   await Promise.all(workers.map((w) => w.waitUntilReady()));
   // Not a BullMQ queue: a consumer group on the usage stream that enforcement appends to.
-  const usage = await startUsageIngestor(ctx, { batchSize: ctx.config.USAGE_INGEST_BATCH });
+  const usage = await startUsageIngestor(ctx);
   ctx.logger.info({ queues: list.map((p) => p.queue) }, 'workers started');
   return {
     workers,

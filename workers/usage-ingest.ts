@@ -21,7 +21,7 @@ import {
 export const USAGE_INGEST_GROUP = 'usage-ingest';
 
 export interface UsageIngestorOptions {
-  /** Entries per read and per transaction. */
+  /** Entries per read and per transaction; by default the configured USAGE_INGEST_BATCH. */
   batchSize?: number;
   /** How long one read waits for new entries. */
   blockMs?: number;
@@ -86,7 +86,7 @@ export async function startUsageIngestor(
   ctx: Pick<Context, 'config' | 'db' | 'keys' | 'logger' | 'redis'>,
   opts: UsageIngestorOptions = {},
 ): Promise<UsageIngestor> {
-  const batchSize = opts.batchSize ?? 500;
+  const batchSize = opts.batchSize ?? ctx.config.USAGE_INGEST_BATCH;
   const blockMs = opts.blockMs ?? 1_000;
   const consumer = opts.consumer ?? `${hostname()}-${process.pid}`;
   const claimIdleMs = opts.claimIdleMs ?? 60_000;

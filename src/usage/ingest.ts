@@ -291,10 +291,11 @@ async function touchKeys(client: PoolClient, lastUsed: Map<string, number>): Pro
   // a new row version, and a busy key is in nearly every batch, so writing it every time was ~16% of
   // a batch's statement time. Hot keys appear in every worker's batches: lock them in id order so two
   // batches cannot deadlock.
+  const moves = "k.last_used_at IS NULL OR k.last_used_at < r.at - $2::int * interval '1 millisecond'";
   await client.query(
     `SELECT k.id FROM api_keys k
      JOIN jsonb_to_recordset($1::jsonb) AS r(id text, at timestamptz) ON r.id = k.id
-     WHERE k.last_used_at IS NULL OR k.last_used_at < r.at - $2::int * interval '1 millisecond'
+     WHERE ${moves}
      ORDER BY k.id
      FOR NO KEY UPDATE OF k`,
     [rows, LAST_USED_STEP_MS],
@@ -302,7 +303,7 @@ async function touchKeys(client: PoolClient, lastUsed: Map<string, number>): Pro
   await client.query(
     `UPDATE api_keys AS k SET last_used_at = r.at
      FROM jsonb_to_recordset($1::jsonb) AS r(id text, at timestamptz)
-     WHERE k.id = r.id AND (k.last_used_at IS NULL OR k.last_used_at < r.at - $2::int * interval '1 millisecond')`,
+     WHERE k.id = r.id AND (${moves})`,
     [rows, LAST_USED_STEP_MS],
   );
 }
